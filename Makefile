@@ -1,0 +1,32 @@
+# Front for meson/ninja. `make run` and `make test` install what is missing first.
+BUILD ?= build
+CONFIG ?= config/ghasi.yaml
+
+.PHONY: all deps build run test bench fmt fmt-check clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) >/dev/null
+	@ninja -C $(BUILD)
+
+run: build
+	$(BUILD)/src/ghasi/ghasi --config $(CONFIG) serve
+
+test: deps
+	@scripts/test.sh
+
+bench: build
+	@scripts/bench.sh
+
+fmt:
+	@scripts/fmt.sh
+
+fmt-check:
+	@scripts/fmt.sh --check
+
+clean:
+	rm -rf $(BUILD) build-asan

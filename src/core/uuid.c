@@ -1,0 +1,66 @@
+/* uuid: v4 and v7 from the kernel's CSPRNG (getrandom never blocks after boot). */
+#include "uuid.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+static void fill_random(uint8_t *b, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = getrandom(b + got, n - got, 0);
+		if (r > 0)
+			got += (size_t)r;
+	}
+}
+
+static void format(const uint8_t b[16], char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	int o = 0;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	out[o] = '\0';
+}
+
+void gh_uuid_v4(char out[37])
+{
+	uint8_t b[16];
+	fill_random(b, sizeof(b));
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+	format(b, out);
+}
+
+void gh_uuid_v7(int64_t unix_ms, char out[37])
+{
+	uint8_t b[16];
+	fill_random(b, sizeof(b));
+	uint64_t ms = (uint64_t)unix_ms;
+	for (int i = 0; i < 6; i++)
+		b[i] = (uint8_t)(ms >> (8 * (5 - i)));
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x70);
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+	format(b, out);
+}
+
+int gh_uuid_valid(const char *s)
+{
+	if (!s || strlen(s) != 36)
+		return 0;
+	for (int i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!isxdigit((unsigned char)s[i])) {
+			return 0;
+		}
+	}
+	return 1;
+}

@@ -1,0 +1,16 @@
+/* uuid: random identifiers for events, request ids and idempotency records. */
+#ifndef GH_UUID_H
+#define GH_UUID_H
+
+#include <stdint.h>
+
+#define GH_UUID_LEN 36
+
+/* RFC 9562 UUIDv4 (122 random bits) as lowercase text; out needs 37 bytes. */
+void gh_uuid_v4(char out[37]);
+/* RFC 9562 UUIDv7: 48-bit Unix ms timestamp then random bits; sorts by creation time. */
+void gh_uuid_v7(int64_t unix_ms, char out[37]);
+/* 1 when s is a canonical lowercase or uppercase 8-4-4-4-12 hex UUID. */
+int gh_uuid_valid(const char *s);
+
+#endif
