@@ -133,8 +133,7 @@ uint64_t gh_hist_count_le(const gh_hist_t *h, int64_t v)
 {
 	if (v < 0)
 		return 0;
-	int b = gh_hist_bucket(v);
-	int last = gh_hist_bucket_upper(b) == v ? b : b - 1;
+	int last = gh_hist_bucket(v);
 	uint64_t n = 0;
 	for (int i = 0; i <= last; i++)
 		n += load_count(h, i);

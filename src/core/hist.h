@@ -44,8 +44,10 @@ double gh_hist_mean(const gh_hist_t *h);
  * (q in [0,1]; q <= 0 gives the minimum's bucket), capped at the exact maximum; 0 when empty.
  * For a true quantile x the result r satisfies x <= r < x * (1 + 1/GH_HIST_SUB). */
 int64_t gh_hist_quantile(const gh_hist_t *h, double q);
-/* Number of recorded values <= v at bucket resolution: the buckets whose upper bound is <= v,
- * so values in the bucket straddling v are not counted (never over-counts). Monotone in v. */
+/* Number of recorded values <= v at bucket resolution: every bucket up to and including the
+ * one holding v, so a value equal to v always counts (durations from ms clocks land exactly on
+ * decimal bounds) and values up to the end of v's bucket (less than v/2^GH_HIST_SUB above v)
+ * count too. 0 for v < 0; monotone in v. */
 uint64_t gh_hist_count_le(const gh_hist_t *h, int64_t v);
 /* Add the counts, sum and max of src into dst (atomically per field; src may be live). */
 void gh_hist_merge(gh_hist_t *dst, const gh_hist_t *src);

@@ -85,7 +85,7 @@ static bool buf_reserve(buf_t *b, size_t extra)
 		return false;
 	if (b->len + extra + 1 <= b->cap)
 		return true;
-	size_t cap = b->cap ? b->cap : 1024;
+	size_t cap = b->cap ? b->cap : 64;
 	while (cap < b->len + extra + 1)
 		cap *= 2;
 	char *s = talloc_realloc(b->ctx, b->s, char, cap);
@@ -555,23 +555,23 @@ static void render_histogram(buf_t *b, const family_t *f, const series_t *s, uin
 {
 	const gh_hist_t *h = &((const gh_histogram_t *)s->metric)->h;
 	char num[40], le[32];
-	size_t e = 0;
 	uint64_t cum = 0;
+	int i = 0;
 
 	/* One snapshot serves every bucket and _count, so the cumulative series is monotone and
 	 * +Inf equals _count even while other threads record. */
-	for (int i = 0; i < GH_HIST_BUCKETS; i++)
-		snap[i] = atomic_load_explicit(&h->counts[i], memory_order_relaxed);
-	for (int i = 0; i < GH_HIST_BUCKETS; i++) {
-		/* exposed bucket e takes the hist buckets whose upper bound is <= its bound */
-		while (e < N_EXP_BUCKETS && gh_hist_bucket_upper(i) > exp_buckets[e].ns) {
-			snprintf(le, sizeof(le), "le=\"%s\"", exp_buckets[e].le);
-			put_series(b, f->name, "_bucket", s->labels, le);
-			buf_printf(b, "%" PRIu64 "\n", cum);
-			e++;
-		}
-		cum += snap[i];
+	for (int k = 0; k < GH_HIST_BUCKETS; k++)
+		snap[k] = atomic_load_explicit(&h->counts[k], memory_order_relaxed);
+	/* exposed bucket e covers the hist buckets up to the one holding its bound */
+	for (size_t e = 0; e < N_EXP_BUCKETS; e++) {
+		for (int last = gh_hist_bucket(exp_buckets[e].ns); i <= last; i++)
+			cum += snap[i];
+		snprintf(le, sizeof(le), "le=\"%s\"", exp_buckets[e].le);
+		put_series(b, f->name, "_bucket", s->labels, le);
+		buf_printf(b, "%" PRIu64 "\n", cum);
 	}
+	for (; i < GH_HIST_BUCKETS; i++)
+		cum += snap[i];
 	put_series(b, f->name, "_bucket", s->labels, "le=\"+Inf\"");
 	buf_printf(b, "%" PRIu64 "\n", cum);
 	fmt_double(num, sizeof(num), (double)gh_hist_sum(h) / 1e9);
