@@ -42,7 +42,8 @@ int gh_metrics_gauge_fn(gh_metrics_t *m, const char *name, const char *help, con
                         double (*fn)(void *ud), void *ud);
 /* Latency histogram; observations in nanoseconds, exposed in seconds with fixed buckets
  * (50us .. 10s) plus _sum and _count; quantiles come from the log-linear gh_hist_t inside.
- * Exposed buckets have the gh_hist_t's resolution (gh_hist_count_le): under 1.6%. */
+ * Exposed buckets have the gh_hist_t's resolution (gh_hist_count_le): an observation equal to
+ * a bound counts in it, and so may one less than 1.6% above it. */
 gh_histogram_t *gh_metrics_histogram(gh_metrics_t *m, const char *name, const char *help,
                                      const char *labels);
 
