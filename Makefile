@@ -10,7 +10,7 @@ deps:
 	@scripts/deps.sh
 
 build: deps
-	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) >/dev/null
+	@if [ -f $(BUILD)/build.ninja ]; then meson setup --reconfigure $(BUILD) >/dev/null; else meson setup $(BUILD) >/dev/null; fi
 	@ninja -C $(BUILD)
 
 run: build

@@ -12,7 +12,11 @@ fail_setup=0
 
 setup() { # setup DIR [meson args...]
   local dir=$1; shift
-  if [[ ! -f "$dir/build.ninja" ]]; then
+  # --reconfigure picks up modules and tests added since the last setup (meson.build lists
+  # them by file existence).
+  if [[ -f "$dir/build.ninja" ]]; then
+    meson setup --reconfigure "$dir" "$@" >/dev/null || return 1
+  else
     meson setup "$dir" "$@" >/dev/null || return 1
   fi
   ninja -C "$dir" >/dev/null || ninja -C "$dir"
