@@ -125,6 +125,38 @@ static int filters_overlap(const char *a, const char *b)
 	}
 }
 
+/* 1 when every subject matching filter f also matches filter s. */
+static int filter_within(const char *f, const char *s)
+{
+	for (;;) {
+		const char *fe = strchr(f, '.'), *se = strchr(s, '.');
+		size_t fl = fe ? (size_t)(fe - f) : strlen(f);
+		size_t sl = se ? (size_t)(se - s) : strlen(s);
+		if (sl == 1 && *s == '>')
+			return 1;
+		if (fl == 1 && *f == '>')
+			return 0;
+		if (fl == 1 && *f == '*') {
+			if (!(sl == 1 && *s == '*'))
+				return 0;
+		} else if (!(sl == 1 && *s == '*') && (fl != sl || memcmp(f, s, fl) != 0)) {
+			return 0;
+		}
+		if (!fe || !se)
+			return !fe && !se;
+		f = fe + 1;
+		s = se + 1;
+	}
+}
+
+int gh__bus_in_stream(const gh_bus_t *bus, const char *filter)
+{
+	for (size_t i = 0; i < bus->cfg.n_subjects; i++)
+		if (filter_within(filter, bus->cfg.subjects[i]))
+			return 1;
+	return 0;
+}
+
 static int cfg_init(gh_bus_t *bus, const gh_bus_opts_t *o)
 {
 	static const gh_bus_opts_t zero;
@@ -279,6 +311,9 @@ int gh_bus_subscribe(gh_bus_t *bus, const char *subject_filter, const char *dura
 {
 	static const gh_bus_sub_opts_t zero;
 	if (!bus || !filter_valid(subject_filter) || !durable_valid(durable) || !handler || !out)
+		return -EINVAL;
+	/* As JetStream requires: a consumer sees a subset of its stream. */
+	if (!gh__bus_in_stream(bus, subject_filter))
 		return -EINVAL;
 	if (!opts)
 		opts = &zero;

@@ -18,7 +18,9 @@
  * - A message delivered but never acknowledged (consumer died, GH_BUS_ABANDON) is redelivered
  *   after ack_wait to any subscription of the same durable.
  * - Subjects are dot-separated tokens; filters use `*` (one token) and `>` (one or more trailing
- *   tokens) as in NATS. */
+ *   tokens) as in NATS. Only subjects within the stream's subjects are accepted, and a
+ *   subscription filter must lie within them too (JetStream's rule, applied by both backends):
+ *   with the default stream subjects "*.*.*", subscribe to "number.*.*", not "number.>". */
 #ifndef GH_BUS_H
 #define GH_BUS_H
 
@@ -111,7 +113,8 @@ const char *gh_bus_backend(const gh_bus_t *bus);
 /* Publish one message and wait until it is durably accepted. msg_id (may be NULL) is the
  * de-duplication id; a duplicate inside the window returns 0 and is not stored twice.
  * Returns 0, -EINVAL (bad subject), -ETIMEDOUT (no acknowledgement in time: it may or may not
- * be stored; re-publish with the same msg_id), -EIO (refused or not connected). Thread-safe. */
+ * be stored; re-publish with the same msg_id), -EIO (refused, subject outside the stream, or
+ * not connected). Thread-safe. */
 int gh_bus_publish(gh_bus_t *bus, const char *subject, const char *msg_id, const void *data,
                    size_t len, const gh_bus_hdr_t *headers, size_t n_headers);
 /* Publish n messages pipelined (JetStream async publish) and wait for their acknowledgements.
@@ -124,7 +127,8 @@ int gh_bus_publish_batch(gh_bus_t *bus, const gh_bus_msg_t *msgs, size_t n, size
 /* Subscribe durable consumer `durable` (letters, digits, '-' and '_') to messages matching
  * subject_filter and start its worker thread. The subscription is a talloc child of the bus.
  * For nats the consumer is created, or updated when it exists, with explicit acks.
- * Returns 0, -EINVAL, -EEXIST (a nats durable exists with an incompatible filter), -EIO. */
+ * Returns 0, -EINVAL (bad arguments, or a filter outside the stream's subjects), -EEXIST (the
+ * durable exists with another filter), -EIO. */
 int gh_bus_subscribe(gh_bus_t *bus, const char *subject_filter, const char *durable,
                      gh_bus_handler_t handler, void *ud, const gh_bus_sub_opts_t *opts,
                      gh_bus_sub_t **out);

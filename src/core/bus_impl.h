@@ -94,6 +94,8 @@ char *gh__bus_dlq_subject(void *ctx, const gh_bus_t *bus, const char *subject);
  * four Gh-Dlq-* headers. Returns a talloc array of *n entries, child of ctx, or NULL. */
 gh_bus_hdr_t *gh__bus_dlq_headers(void *ctx, const gh_bus_msg_t *msg, const char *reason,
                                   size_t *n);
+/* 1 when every subject matching filter lies within the stream's subjects. */
+int gh__bus_in_stream(const gh_bus_t *bus, const char *filter);
 /* Monotonic milliseconds (CLOCK_MONOTONIC), for timeouts that must follow real time. */
 int64_t gh__bus_mono_ms(void);
 

@@ -204,6 +204,8 @@ static int ip_publish_locked(gh_bus_t *bus, ip_bus_t *ip, const gh_bus_msg_t *ms
 {
 	int64_t now = gh_clock_mono_ns(bus->cfg.clock) / 1000000;
 	uint64_t h = 0;
+	if (!gh__bus_in_stream(bus, msg->subject))
+		return -ENOENT; /* as JetStream: no stream takes it, nobody acknowledges */
 	dedup_prune(ip, now);
 	if (msg->msg_id) {
 		h = hash_str(msg->msg_id);

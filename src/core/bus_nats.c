@@ -332,7 +332,7 @@ static int nb_sub_start(gh_bus_sub_t *sub)
 		}
 	} else if (s != NATS_OK) {
 		log_nats("bus consumer create failed", s, jerr);
-		rc = -EIO;
+		rc = jerr == JSConsumerFilterNotSubsetErr ? -EINVAL : -EIO;
 	}
 	jsConsumerInfo_Destroy(ci);
 	if (rc < 0)

@@ -133,6 +133,8 @@ static void test_subject_rules(void **state)
 	assert_true(gh_bus_subject_match("number.>", "number.assigned.v1"));
 	assert_true(gh_bus_subject_match("number.>", "number.x"));
 	assert_false(gh_bus_subject_match("number.>", "number"));
+	assert_false(gh_bus_subject_match("number.*.*", "number.x"));
+	assert_true(gh_bus_subject_match("number.*.*", "number.a.b"));
 	assert_true(gh_bus_subject_match(">", "a"));
 	assert_true(gh_bus_subject_match("*.*.*", "cdr.generated.v1"));
 	assert_false(gh_bus_subject_match("*.*.*", "dlq.cdr.generated.v1"));
@@ -162,11 +164,15 @@ static void test_bad_arguments_refused(void **state)
 	assert_int_equal(pub(b, "a.*.c", NULL, "x"), -EINVAL);
 	assert_int_equal(pub(b, "", NULL, "x"), -EINVAL);
 	assert_int_equal(gh_bus_subscribe(b, "a..b", "d1", handler, &r, NULL, &s), -EINVAL);
-	assert_int_equal(gh_bus_subscribe(b, "a.>", "bad name", handler, &r, NULL, &s), -EINVAL);
-	assert_int_equal(gh_bus_subscribe(b, "a.>", "d1", handler, &r, NULL, &s), 0);
+	assert_int_equal(gh_bus_subscribe(b, "a.*.*", "bad name", handler, &r, NULL, &s), -EINVAL);
+	/* Outside the default stream subjects "*.*.*" (JetStream's rule, kept by both). */
+	assert_int_equal(gh_bus_subscribe(b, "a.>", "d1", handler, &r, NULL, &s), -EINVAL);
+	assert_int_equal(pub(b, "a.b", NULL, "x"), -EIO);
+	assert_int_equal(pub(b, "a.b.c.d", NULL, "x"), -EIO);
+	assert_int_equal(gh_bus_subscribe(b, "a.*.*", "d1", handler, &r, NULL, &s), 0);
 	/* One durable, one filter. */
 	gh_bus_sub_t *s2 = NULL;
-	assert_int_equal(gh_bus_subscribe(b, "b.>", "d1", handler, &r, NULL, &s2), -EEXIST);
+	assert_int_equal(gh_bus_subscribe(b, "b.*.*", "d1", handler, &r, NULL, &s2), -EEXIST);
 	char why[64];
 	assert_int_equal(gh_bus_ready(b, why, sizeof(why)), 0);
 	assert_int_equal(gh_bus_ready(NULL, why, sizeof(why)), -EIO);
@@ -183,7 +189,7 @@ static void test_publish_consume_ack(void **state)
 	/* Published before the subscription exists: a new durable starts at the beginning. */
 	assert_int_equal(gh_bus_publish(b, "number.assigned.v1", "e1", "one", 3, h, 2), 0);
 	gh_bus_sub_t *s = NULL;
-	assert_int_equal(gh_bus_subscribe(b, "number.>", "num", handler, &r, &fast, &s), 0);
+	assert_int_equal(gh_bus_subscribe(b, "number.*.*", "num", handler, &r, &fast, &s), 0);
 	assert_int_equal(pub(b, "number.released.v1", "e2", "two"), 0);
 	assert_int_equal(wait_n(&r, 2, 5000), 2);
 	assert_string_equal(r.got[0].subject, "number.assigned.v1");
@@ -195,7 +201,7 @@ static void test_publish_consume_ack(void **state)
 	/* Acked messages are not redelivered, even after ack_wait: a later marker arrives
 	 * third, with nothing in between. */
 	gh_bus_unsubscribe(s);
-	assert_int_equal(gh_bus_subscribe(b, "number.>", "num", handler, &r, &fast, &s), 0);
+	assert_int_equal(gh_bus_subscribe(b, "number.*.*", "num", handler, &r, &fast, &s), 0);
 	usleep(150 * 1000); /* past ack_wait, so that a missing ack would show */
 	assert_int_equal(pub(b, "number.marker.v1", "e3", "marker"), 0);
 	assert_int_equal(wait_n(&r, 3, 5000), 3);
@@ -213,7 +219,7 @@ static void test_duplicate_msg_id_delivered_once(void **state)
 	rec_t r;
 	rec_init(&r, H_OK);
 	gh_bus_sub_t *s = NULL;
-	assert_int_equal(gh_bus_subscribe(b, "cdr.>", "c", handler, &r, &fast, &s), 0);
+	assert_int_equal(gh_bus_subscribe(b, "cdr.*.*", "c", handler, &r, &fast, &s), 0);
 	assert_int_equal(pub(b, "cdr.generated.v1", "dup-1", "first"), 0);
 	assert_int_equal(pub(b, "cdr.generated.v1", "dup-1", "second"), 0);
 	gh_clock_test_advance(clk, 59000);
@@ -250,7 +256,7 @@ static void test_failure_redelivered_then_succeeds(void **state)
 	rec_init(&r, H_FAIL_BEFORE);
 	r.fail_before = 3;
 	gh_bus_sub_t *s = NULL;
-	assert_int_equal(gh_bus_subscribe(b, "number.>", "n", handler, &r, &fast, &s), 0);
+	assert_int_equal(gh_bus_subscribe(b, "number.*.*", "n", handler, &r, &fast, &s), 0);
 	assert_int_equal(pub(b, "number.assigned.v1", "f1", "x"), 0);
 	assert_int_equal(wait_n(&r, 1, 5000), 1);
 	assert_int_equal(r.got[0].delivery, 3);
@@ -266,7 +272,7 @@ static void test_consumer_dies_before_ack_redelivered_to_same_durable(void **sta
 	rec_init(&r1, H_ABANDON_FIRST);
 	rec_init(&r2, H_OK);
 	gh_bus_sub_t *s1 = NULL, *s2 = NULL;
-	assert_int_equal(gh_bus_subscribe(b, "number.>", "dur", handler, &r1, &fast, &s1), 0);
+	assert_int_equal(gh_bus_subscribe(b, "number.*.*", "dur", handler, &r1, &fast, &s1), 0);
 	assert_int_equal(pub(b, "number.assigned.v1", "a1", "x"), 0);
 	/* Poll until the first consumer has taken the message and "died" with it. */
 	int64_t end = now_ms() + 5000;
@@ -282,7 +288,7 @@ static void test_consumer_dies_before_ack_redelivered_to_same_durable(void **sta
 	assert_int_equal(r1.calls, 1);
 	assert_int_equal(r1.n, 0);
 	/* A new subscription on the same durable gets it after ack_wait, as its second delivery. */
-	assert_int_equal(gh_bus_subscribe(b, "number.>", "dur", handler, &r2, &fast, &s2), 0);
+	assert_int_equal(gh_bus_subscribe(b, "number.*.*", "dur", handler, &r2, &fast, &s2), 0);
 	assert_int_equal(wait_n(&r2, 1, 5000), 1);
 	assert_string_equal(r2.got[0].msg_id, "a1");
 	assert_int_equal(r2.got[0].delivery, 2);
@@ -298,7 +304,7 @@ static void test_max_deliver_exceeded_dead_lettered_with_reason(void **state)
 	rec_init(&r, H_FAIL_ALWAYS);
 	rec_init(&dlq, H_OK);
 	gh_bus_sub_t *s = NULL, *d = NULL;
-	assert_int_equal(gh_bus_subscribe(b, "dlq.>", "dlq", handler, &dlq, &fast, &d), 0);
+	assert_int_equal(gh_bus_subscribe(b, "dlq.*.*.*", "dlq", handler, &dlq, &fast, &d), 0);
 	assert_int_equal(gh_bus_subscribe(b, "number.*.v1", "n", handler, &r, &fast, &s), 0);
 	assert_int_equal(pub(b, "number.assigned.v1", "m1", "payload"), 0);
 	assert_int_equal(wait_n(&dlq, 1, 5000), 1);
@@ -319,8 +325,8 @@ static void test_reject_dead_lettered_at_once(void **state)
 	rec_init(&r, H_REJECT);
 	rec_init(&dlq, H_OK);
 	gh_bus_sub_t *s = NULL, *d = NULL;
-	assert_int_equal(gh_bus_subscribe(b, "dlq.>", "dlq", handler, &dlq, &fast, &d), 0);
-	assert_int_equal(gh_bus_subscribe(b, "number.>", "n", handler, &r, &fast, &s), 0);
+	assert_int_equal(gh_bus_subscribe(b, "dlq.*.*.*", "dlq", handler, &dlq, &fast, &d), 0);
+	assert_int_equal(gh_bus_subscribe(b, "number.*.*", "n", handler, &r, &fast, &s), 0);
 	gh_bus_hdr_t h[] = {{"X-Test", "kept"}};
 	assert_int_equal(gh_bus_publish(b, "number.assigned.v1", "bad-1", "{}", 2, h, 1), 0);
 	assert_int_equal(wait_n(&dlq, 1, 5000), 1);
@@ -338,7 +344,7 @@ static void test_single_publisher_order_preserved(void **state)
 	rec_t *r = malloc(sizeof(*r));
 	rec_init(r, H_OK);
 	gh_bus_sub_t *s = NULL;
-	assert_int_equal(gh_bus_subscribe(b, "number.>", "o", handler, r, &fast, &s), 0);
+	assert_int_equal(gh_bus_subscribe(b, "number.*.*", "o", handler, r, &fast, &s), 0);
 	char id[32], data[32];
 	for (int i = 0; i < 2000; i++) {
 		snprintf(id, sizeof(id), "o-%d", i);
@@ -355,7 +361,9 @@ static void test_single_publisher_order_preserved(void **state)
 static void test_wildcard_filters_select_subjects(void **state)
 {
 	void *ctx = talloc_new(NULL);
-	gh_bus_t *b = open_bus(ctx, NULL);
+	const char *subjects[] = {"number.>", "cdr.>"};
+	gh_bus_opts_t o = {.subjects = subjects, .n_subjects = 2};
+	gh_bus_t *b = open_bus(ctx, &o);
 	rec_t star, tail, other;
 	rec_init(&star, H_OK);
 	rec_init(&tail, H_OK);
@@ -369,18 +377,20 @@ static void test_wildcard_filters_select_subjects(void **state)
 	assert_int_equal(pub(b, "number.assigned.v2", "w2", "2"), 0);
 	assert_int_equal(pub(b, "cdr.generated.v1", "w3", "3"), 0);
 	assert_int_equal(pub(b, "number.released.v1", "w4", "4"), 0);
+	assert_int_equal(pub(b, "number.x.y.z", "w5", "5"), 0);
 	assert_int_equal(wait_n(&star, 2, 5000), 2);
-	assert_int_equal(wait_n(&tail, 3, 5000), 3);
+	assert_int_equal(wait_n(&tail, 4, 5000), 4);
+	assert_string_equal(tail.got[3].data, "5");
 	assert_int_equal(wait_n(&other, 1, 5000), 1);
 	assert_string_equal(star.got[0].data, "1");
 	assert_string_equal(star.got[1].data, "4");
 	assert_string_equal(tail.got[1].data, "2");
 	assert_string_equal(other.got[0].data, "3");
 	/* Fan-out: each durable got its own copy; nothing else arrives after a marker. */
-	assert_int_equal(pub(b, "cdr.generated.v1", "w5", "5"), 0);
+	assert_int_equal(pub(b, "cdr.generated.v1", "w6", "6"), 0);
 	assert_int_equal(wait_n(&other, 2, 5000), 2);
 	assert_int_equal(star.n, 2);
-	assert_int_equal(tail.n, 3);
+	assert_int_equal(tail.n, 4);
 	talloc_free(ctx);
 }
 
@@ -397,7 +407,7 @@ static void test_retention_limit_trims_oldest(void **state)
 		assert_int_equal(pub(b, "number.assigned.v1", NULL, d), 0);
 	}
 	gh_bus_sub_t *s;
-	assert_int_equal(gh_bus_subscribe(b, "number.>", "late", handler, &r, &fast, &s), 0);
+	assert_int_equal(gh_bus_subscribe(b, "number.*.*", "late", handler, &r, &fast, &s), 0);
 	assert_int_equal(wait_n(&r, 3, 5000), 3);
 	assert_string_equal(r.got[0].data, "2");
 	assert_string_equal(r.got[2].data, "4");
