@@ -254,7 +254,9 @@ static int nb_publish_batch(gh_bus_t *bus, const gh_bus_msg_t *msgs, size_t n, s
 		natsMsg *msg = NULL;
 		natsStatus s = msg_build(&msg, &msgs[sent]);
 		if (s != NATS_OK) {
-			nb->slot_res[sent] = status_errno(s);
+			pthread_mutex_lock(&nb->ack_lock);
+			nb->slot_res[sent] = status_errno(s) ?: -EIO;
+			pthread_mutex_unlock(&nb->ack_lock);
 			break;
 		}
 		po.MsgId = msgs[sent].msg_id && *msgs[sent].msg_id ? msgs[sent].msg_id : NULL;
