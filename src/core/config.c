@@ -32,38 +32,29 @@ static const char *const service_names[] = {"numbering", "cdr", "roaming", "repo
 
 /* ---- checks used by rows ---- */
 
-static int check_prefix(const void *v, char *msg, size_t n, const char *const *prefixes)
+/* s starts with prefix and has something after it */
+static int has_prefix(const char *s, const char *prefix)
 {
-	const char *s = *(char *const *)v;
-	for (size_t i = 0; prefixes[i]; i++)
-		if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0 && s[strlen(prefixes[i])])
-			return 0;
-	snprintf(msg, n, "'%s' must start with %s%s%s followed by a location", s, prefixes[0],
-	         prefixes[1] ? " or " : "", prefixes[1] ? prefixes[1] : "");
-	return -EINVAL;
+	size_t n = strlen(prefix);
+	return strncmp(s, prefix, n) == 0 && s[n];
 }
 
 static int check_store_url(const void *v, char *msg, size_t n)
 {
-	static const char *const p[] = {"sqlite://", "postgres", NULL};
 	const char *s = *(char *const *)v;
-	if (strncmp(s, "postgres://", 11) == 0 || strncmp(s, "postgresql://", 13) == 0)
+	if (has_prefix(s, "sqlite://") || has_prefix(s, "postgres://") ||
+	    has_prefix(s, "postgresql://"))
 		return 0;
-	if (strncmp(s, "postgres", 8) == 0) {
-		snprintf(msg, n, "'%s' must start with sqlite://, postgres:// or postgresql://", s);
-		return -EINVAL;
-	}
-	return check_prefix(v, msg, n, p);
+	snprintf(msg, n, "'%.100s' must be sqlite://<path> or postgresql://...", s);
+	return -EINVAL;
 }
 
 static int check_bus_url(const void *v, char *msg, size_t n)
 {
-	static const char *const p[] = {"nats://", NULL};
-	if (strcmp(*(char *const *)v, "inproc://") == 0)
+	const char *s = *(char *const *)v;
+	if (strcmp(s, "inproc://") == 0 || has_prefix(s, "nats://"))
 		return 0;
-	if (check_prefix(v, msg, n, p) == 0)
-		return 0;
-	snprintf(msg, n, "'%s' must be inproc:// or nats://host:port", *(char *const *)v);
+	snprintf(msg, n, "'%.100s' must be inproc:// or nats://host:port", s);
 	return -EINVAL;
 }
 

@@ -191,7 +191,8 @@ static void test_out_of_bounds_names_key_and_line(void **state)
 	assert_err_contains(fx, "t.yaml:2: demo.tags: 4 entries");
 	/* row checks: URL schemes */
 	assert_int_equal(load_str(fx, "store:\n  url: mysql://x\n", NULL), -EINVAL);
-	assert_err_contains(fx, "t.yaml:2: store.url:");
+	assert_err_contains(
+	    fx, "t.yaml:2: store.url: 'mysql://x' must be sqlite://<path> or postgresql://");
 	assert_int_equal(load_str(fx, "bus:\n  url: kafka://x\n", NULL), -EINVAL);
 	assert_err_contains(fx, "bus.url: 'kafka://x' must be inproc:// or nats://");
 }
