@@ -398,6 +398,21 @@ int gh_config_register(const gh_config_section_t *sec)
 			return -EEXIST;
 	if (g_n_ext >= GH_CONFIG_MAX_EXT)
 		return -ENOSPC;
+	/* "http" + "tls_cert" and "http_tls" + "cert" would share GHASI_HTTP_TLS_CERT */
+	for (size_t i = 0; i < n_sections(); i++) {
+		const gh_config_section_t *o = section_at(i);
+		for (size_t j = 0; j < o->n_keys; j++) {
+			for (size_t k = 0; k < sec->n_keys; k++) {
+				char a[256], b[256];
+				gh_config_env_name(o->name, o->keys[j].name, a, sizeof a);
+				gh_config_env_name(sec->name ? sec->name : "",
+				                   sec->keys[k].name ? sec->keys[k].name : "", b,
+				                   sizeof b);
+				if (strcmp(a, b) == 0)
+					return -EEXIST;
+			}
+		}
+	}
 	int rc = check_table(sec, msg, sizeof msg);
 	if (rc) {
 		gh_log(GH_LOG_ERROR, "config section refused", "reason", msg, NULL);

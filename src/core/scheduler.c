@@ -751,6 +751,11 @@ int gh_sched_stop(gh_sched_t *s, int64_t grace_ms)
 		pthread_mutex_unlock(&s->mu);
 		return 0;
 	}
+	if (pthread_equal(pthread_self(), s->thread)) {
+		/* from a callback: the thread exits when the callback returns */
+		pthread_mutex_unlock(&s->mu);
+		return -EDEADLK;
+	}
 	if (grace_ms >= 0)
 		mono_deadline(grace_ms, &ts);
 	while (!s->exited && rc == 0)

@@ -133,7 +133,8 @@ int gh_sched_start(gh_sched_t *s);
 /* Stop the thread: nothing new starts; a callback in progress may finish within grace_ms
  * (< 0: wait as long as it takes). Returns 0 when the thread has exited, -ETIMEDOUT when a
  * callback is still running (the thread exits after it; freeing s waits for that). Pending
- * timers stay pending. Idempotent; 0 when never started. */
+ * timers stay pending. Idempotent; 0 when never started. From a callback it only asks the
+ * thread to stop and returns -EDEADLK (a thread cannot wait for itself). */
 int gh_sched_stop(gh_sched_t *s, int64_t grace_ms);
 /* True once gh_sched_stop was called: long jobs should check it and return early. */
 bool gh_sched_stopping(gh_sched_t *s);

@@ -426,6 +426,10 @@ static void test_register_refuses_bad_tables(void **state)
 	assert_int_equal(gh_config_register(&bad3), -EINVAL);
 	static const gh_config_section_t http2 = {"http", sizeof(int64_t), ok, 1};
 	assert_int_equal(gh_config_register(&http2), -EEXIST);
+	/* GHASI_HTTP_TLS_CERT is http.tls_cert already */
+	static const gh_config_key_t cert[] = {{"cert", GH_CFG_STR, 0}};
+	static const gh_config_section_t http_tls = {"http_tls", sizeof(char *), cert, 1};
+	assert_int_equal(gh_config_register(&http_tls), -EEXIST);
 }
 
 static void test_example_file_is_the_embedded_profile(void **state)

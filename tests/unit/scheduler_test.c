@@ -639,6 +639,34 @@ static void test_stop_lets_a_running_job_finish(void **state)
 	assert_true(atomic_load(&sl2.finished));
 }
 
+typedef struct {
+	gh_sched_t *s;
+	_Atomic int rc, done;
+} self_stop_t;
+
+static void self_stop(void *ud)
+{
+	self_stop_t *ss = ud;
+	atomic_store(&ss->rc, gh_sched_stop(ss->s, -1));
+	atomic_store(&ss->done, 1);
+}
+
+static void test_stop_from_a_callback_does_not_deadlock(void **state)
+{
+	void *ctx = talloc_new(NULL);
+	gh_sched_t *s = gh_sched_new(ctx, gh_clock_real());
+	self_stop_t ss = {.s = s};
+	assert_int_equal(gh_sched_start(s), 0);
+	assert_int_equal(gh_sched_timer_at(s, 0, self_stop, &ss, NULL), 0);
+	for (int i = 0; i < 500 && !atomic_load(&ss.done); i++)
+		usleep(2000);
+	assert_true(atomic_load(&ss.done));
+	assert_int_equal(atomic_load(&ss.rc), -EDEADLK);
+	assert_true(gh_sched_stopping(s));
+	assert_int_equal(gh_sched_stop(s, 1000), 0);
+	talloc_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -655,6 +683,7 @@ int main(void)
 	    cmocka_unit_test(test_leased_job_without_hook_runs),
 	    cmocka_unit_test(test_real_clock_timers_fire_on_time),
 	    cmocka_unit_test(test_stop_lets_a_running_job_finish),
+	    cmocka_unit_test(test_stop_from_a_callback_does_not_deadlock),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
