@@ -17,9 +17,9 @@
 #include "migrate.h"
 
 /* pg_advisory_xact_lock key of the migration runners: "ghasi-mg" */
-#define MIGRATE_LOCK_KEY 0x67686173692d6d67LL
+#define MIGRATE_LOCK_KEY   0x67686173692d6d67LL
 #define ACQUIRE_TIMEOUT_MS 30000
-#define BUSY_ATTEMPTS 20
+#define BUSY_ATTEMPTS      20
 
 typedef struct mig_s {
 	int version;
@@ -69,13 +69,13 @@ static const char *file_label(const mig_t *m)
 {
 	static __thread char buf[128];
 	snprintf(buf, sizeof(buf), "%s%s%s.sql", m->name, m->dialect ? "." : "",
-		 m->dialect ? m->dialect : "");
+	         m->dialect ? m->dialect : "");
 	return buf;
 }
 
 /* The service's migrations for backend be, validated and in order; *out under ctx. */
 static int collect(gh_store_backend_t be, const char *service, const gh_sql_file_t *files,
-		   void *ctx, mig_t **out, size_t *nout, gh_err_t *err)
+                   void *ctx, mig_t **out, size_t *nout, gh_err_t *err)
 {
 	const char *mine = be == GH_STORE_PG ? "pg" : "sqlite";
 	size_t total = 0;
@@ -96,13 +96,14 @@ static int collect(gh_store_backend_t be, const char *service, const gh_sql_file
 		m->version = name_version(m->name);
 		if (!m->version || !m->sql)
 			return gh_err_set(err, GH_E_INVALID_ARGUMENT, NULL,
-					  "migrations of %s: bad migration %s (want NNNN_name, "
-					  "NNNN from 0001)",
-					  service, m->name);
-		if (m->dialect && strcmp(m->dialect, "pg") != 0 && strcmp(m->dialect, "sqlite") != 0)
+			                  "migrations of %s: bad migration %s (want NNNN_name, "
+			                  "NNNN from 0001)",
+			                  service, m->name);
+		if (m->dialect && strcmp(m->dialect, "pg") != 0 &&
+		    strcmp(m->dialect, "sqlite") != 0)
 			return gh_err_set(err, GH_E_INVALID_ARGUMENT, NULL,
-					  "migrations of %s: %s has unknown dialect %s", service,
-					  m->name, m->dialect);
+			                  "migrations of %s: %s has unknown dialect %s", service,
+			                  m->name, m->dialect);
 	}
 	qsort(all, n, sizeof(*all), mig_cmp);
 	size_t nsel = 0;
@@ -111,32 +112,32 @@ static int collect(gh_store_backend_t be, const char *service, const gh_sql_file
 		const mig_t *pick = NULL;
 		for (; j < n && all[j].version == all[i].version; j++) {
 			if (strcmp(all[j].name, all[i].name) != 0)
-				return gh_err_set(err, GH_E_INVALID_ARGUMENT, NULL,
-						  "migrations of %s: duplicate number %04d (%s, %s)",
-						  service, all[i].version, all[i].name,
-						  all[j].name);
+				return gh_err_set(
+				    err, GH_E_INVALID_ARGUMENT, NULL,
+				    "migrations of %s: duplicate number %04d (%s, %s)", service,
+				    all[i].version, all[i].name, all[j].name);
 			if (j > i && (!all[j - 1].dialect || !all[j].dialect ||
-				      strcmp(all[j - 1].dialect, all[j].dialect) == 0)) {
+			              strcmp(all[j - 1].dialect, all[j].dialect) == 0)) {
 				char first[128];
 				snprintf(first, sizeof(first), "%s", file_label(&all[j - 1]));
 				return gh_err_set(err, GH_E_INVALID_ARGUMENT, NULL,
-						  "migrations of %s: %s and %s both define %04d "
-						  "for the same backend",
-						  service, first, file_label(&all[j]),
-						  all[i].version);
+				                  "migrations of %s: %s and %s both define %04d "
+				                  "for the same backend",
+				                  service, first, file_label(&all[j]),
+				                  all[i].version);
 			}
 			if (!all[j].dialect || strcmp(all[j].dialect, mine) == 0)
 				pick = &all[j];
 		}
 		if (!pick)
 			return gh_err_set(err, GH_E_INVALID_ARGUMENT, NULL,
-					  "migrations of %s: %s has no variant for %s", service,
-					  all[i].name, mine);
+			                  "migrations of %s: %s has no variant for %s", service,
+			                  all[i].name, mine);
 		if (all[i].version != (int)nsel + 1)
 			return gh_err_set(err, GH_E_INVALID_ARGUMENT, NULL,
-					  "migrations of %s: %s follows %04d (numbers must run "
-					  "from 0001 without gaps)",
-					  service, all[i].name, (int)nsel);
+			                  "migrations of %s: %s follows %04d (numbers must run "
+			                  "from 0001 without gaps)",
+			                  service, all[i].name, (int)nsel);
 		sel[nsel] = *pick;
 		sha256_hex(pick->sql, sel[nsel].checksum);
 		nsel++;
@@ -162,9 +163,9 @@ static int read_applied(gh_conn_t *c, const char *service, void *ctx, applied_t 
 	*out = NULL;
 	*n = 0;
 	int rc = gh_conn_query(c,
-			       "SELECT version, name, checksum, applied_at FROM schema_migrations "
-			       "WHERE service = $1 ORDER BY version",
-			       (gh_val_t[]){GH_TEXT(service)}, 1, &r);
+	                       "SELECT version, name, checksum, applied_at FROM schema_migrations "
+	                       "WHERE service = $1 ORDER BY version",
+	                       (gh_val_t[]){GH_TEXT(service)}, 1, &r);
 	if (rc < 0)
 		return rc;
 	size_t cap = 0;
@@ -201,27 +202,26 @@ static const applied_t *find_applied(const applied_t *a, size_t n, int version)
 static int refuse_changed(gh_err_t *err, const char *service, const mig_t *m, const applied_t *a)
 {
 	int rc = gh_err_set(err, GH_E_FAILED_PRECONDITION, NULL,
-			    "migration %s/%s was changed after it was applied (applied checksum "
-			    "%.64s, file checksum %.64s); add a new migration instead",
-			    service, m->name, a->checksum, m->checksum);
+	                    "migration %s/%s was changed after it was applied (applied checksum "
+	                    "%.64s, file checksum %.64s); add a new migration instead",
+	                    service, m->name, a->checksum, m->checksum);
 	gh_log(GH_LOG_ERROR, "migrate: applied migration changed", "service", service, "migration",
 	       m->name, "applied_checksum", a->checksum, "file_checksum", m->checksum, NULL);
 	return rc;
 }
 
-static const char *const create_table =
-    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-    " service TEXT NOT NULL,"
-    " version INTEGER NOT NULL,"
-    " name TEXT NOT NULL,"
-    " checksum TEXT NOT NULL,"
-    " applied_at TEXT NOT NULL,"
-    " PRIMARY KEY (service, version))";
+static const char *const create_table = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                                        " service TEXT NOT NULL,"
+                                        " version INTEGER NOT NULL,"
+                                        " name TEXT NOT NULL,"
+                                        " checksum TEXT NOT NULL,"
+                                        " applied_at TEXT NOT NULL,"
+                                        " PRIMARY KEY (service, version))";
 
 /* One step under the lock: verify what is applied, apply the next pending migration.
  * *done is set when nothing is pending. */
 static int step(gh_conn_t *c, const char *service, const mig_t *migs, size_t n, bool *done,
-		gh_err_t *err)
+                gh_err_t *err)
 {
 	void *tmp = talloc_new(NULL);
 	applied_t *a = NULL;
@@ -229,7 +229,7 @@ static int step(gh_conn_t *c, const char *service, const mig_t *migs, size_t n, 
 	int rc;
 	if (gh_conn_backend(c) == GH_STORE_PG &&
 	    (rc = gh_conn_exec(c, "SELECT pg_advisory_xact_lock($1)",
-			       (gh_val_t[]){GH_I64(MIGRATE_LOCK_KEY)}, 1, NULL)) < 0)
+	                       (gh_val_t[]){GH_I64(MIGRATE_LOCK_KEY)}, 1, NULL)) < 0)
 		goto out;
 	if ((rc = gh_conn_exec(c, create_table, NULL, 0, NULL)) < 0)
 		goto out;
@@ -251,7 +251,7 @@ static int step(gh_conn_t *c, const char *service, const mig_t *migs, size_t n, 
 	}
 	if ((rc = gh_conn_exec_script(c, next->sql)) < 0) {
 		gh_err_set(err, GH_E_INTERNAL, NULL, "migration %s/%s failed: %s", service,
-			   next->name, gh_conn_errmsg(c));
+		           next->name, gh_conn_errmsg(c));
 		gh_log(GH_LOG_ERROR, "migrate: migration failed", "service", service, "migration",
 		       next->name, "error", gh_conn_errmsg(c), NULL);
 		goto out;
@@ -259,14 +259,14 @@ static int step(gh_conn_t *c, const char *service, const mig_t *migs, size_t n, 
 	char ts[25];
 	gh_time_format(gh_clock_now_ms(gh_clock_real()), ts);
 	rc = gh_conn_exec(c,
-			  "INSERT INTO schema_migrations (service, version, name, checksum, "
-			  "applied_at) VALUES ($1, $2, $3, $4, $5)",
-			  (gh_val_t[]){GH_TEXT(service), GH_I64(next->version), GH_TEXT(next->name),
-				       GH_TEXT(next->checksum), GH_TEXT(ts)},
-			  5, NULL);
+	                  "INSERT INTO schema_migrations (service, version, name, checksum, "
+	                  "applied_at) VALUES ($1, $2, $3, $4, $5)",
+	                  (gh_val_t[]){GH_TEXT(service), GH_I64(next->version), GH_TEXT(next->name),
+	                               GH_TEXT(next->checksum), GH_TEXT(ts)},
+	                  5, NULL);
 	if (rc == 0)
-		gh_log(GH_LOG_INFO, "migrate: applied", "service", service, "migration",
-		       next->name, "checksum", next->checksum, NULL);
+		gh_log(GH_LOG_INFO, "migrate: applied", "service", service, "migration", next->name,
+		       "checksum", next->checksum, NULL);
 out:
 	talloc_free(tmp);
 	return rc;
@@ -289,7 +289,7 @@ int gh_migrate_run(gh_store_t *s, const char *service, const gh_sql_file_t *file
 		goto out;
 	if ((rc = gh_store_acquire(s, ACQUIRE_TIMEOUT_MS, &c)) < 0) {
 		gh_err_set(err, GH_E_UNAVAILABLE, NULL, "migrations of %s: database unavailable",
-			   service);
+		           service);
 		goto out;
 	}
 	bool done = false;
@@ -314,7 +314,7 @@ int gh_migrate_run(gh_store_t *s, const char *service, const gh_sql_file_t *file
 		}
 		if (err && err->code == GH_OK)
 			gh_err_set(err, GH_E_INTERNAL, NULL, "migrations of %s: %s", service,
-				   gh_conn_errmsg(c));
+			           gh_conn_errmsg(c));
 		break;
 	}
 out:
@@ -324,7 +324,7 @@ out:
 }
 
 int gh_migrate_status(gh_store_t *s, const char *service, const gh_sql_file_t *files, void *ctx,
-		      gh_migration_t **out, size_t *nout, gh_err_t *err)
+                      gh_migration_t **out, size_t *nout, gh_err_t *err)
 {
 	void *tmp = talloc_new(NULL);
 	mig_t *migs = NULL;
@@ -339,7 +339,7 @@ int gh_migrate_status(gh_store_t *s, const char *service, const gh_sql_file_t *f
 		goto out;
 	if ((rc = gh_store_acquire(s, ACQUIRE_TIMEOUT_MS, &c)) < 0) {
 		gh_err_set(err, GH_E_UNAVAILABLE, NULL, "migrations of %s: database unavailable",
-			   service);
+		           service);
 		goto out;
 	}
 	/* a database never migrated has no table: everything is pending */
@@ -350,7 +350,7 @@ int gh_migrate_status(gh_store_t *s, const char *service, const gh_sql_file_t *f
 	}
 	if (rc < 0) {
 		gh_err_set(err, GH_E_INTERNAL, NULL, "migrations of %s: %s", service,
-			   gh_conn_errmsg(c));
+		           gh_conn_errmsg(c));
 		goto out;
 	}
 	gh_migration_t *m = talloc_zero_array(ctx, gh_migration_t, n ? n : 1);

@@ -38,16 +38,16 @@ int gh_migrate_run(gh_store_t *s, const char *service, const gh_sql_file_t *file
 
 typedef struct gh_migration_s {
 	int version;
-	char name[96];		/* "0001_init" */
-	char checksum[65];	/* of the file text for this backend */
-	int applied;		/* recorded in schema_migrations */
-	int changed;		/* applied with another checksum */
-	char applied_at[32];	/* RFC 3339, "" when pending */
+	char name[96];       /* "0001_init" */
+	char checksum[65];   /* of the file text for this backend */
+	int applied;         /* recorded in schema_migrations */
+	int changed;         /* applied with another checksum */
+	char applied_at[32]; /* RFC 3339, "" when pending */
 } gh_migration_t;
 
 /* The service's migrations in order with their state (*out is a talloc array under ctx, *n its
  * length). Does not write. Returns 0 or negative errno (as gh_migrate_run). */
 int gh_migrate_status(gh_store_t *s, const char *service, const gh_sql_file_t *files, void *ctx,
-		      gh_migration_t **out, size_t *n, gh_err_t *err);
+                      gh_migration_t **out, size_t *n, gh_err_t *err);
 
 #endif

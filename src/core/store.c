@@ -175,8 +175,10 @@ int gh_store_open(void *ctx, const char *url, const gh_store_opts_t *opts, gh_st
 		s->opts.connect_timeout_s = 5;
 	int rc = parse_url(s, url);
 	if (rc < 0) {
-		gh_log(GH_LOG_ERROR, "store: unsupported database URL (want sqlite://, "
-				     "sqlite::memory:, postgresql://)", NULL);
+		gh_log(GH_LOG_ERROR,
+		       "store: unsupported database URL (want sqlite://, "
+		       "sqlite::memory:, postgresql://)",
+		       NULL);
 		talloc_free(s);
 		return rc;
 	}
@@ -246,7 +248,7 @@ int gh_store_acquire(gh_store_t *s, int timeout_ms, gh_conn_t **out)
 			break;
 		}
 		int w = timeout_ms < 0 ? pthread_cond_wait(&s->cv, &s->mu)
-				       : pthread_cond_timedwait(&s->cv, &s->mu, &deadline);
+		                       : pthread_cond_timedwait(&s->cv, &s->mu, &deadline);
 		if (w == ETIMEDOUT && !s->idle) {
 			pthread_mutex_unlock(&s->mu);
 			return -ETIMEDOUT;
@@ -331,7 +333,7 @@ static int conn_usable(gh_conn_t *c, const gh_val_t *params, int nparams)
 }
 
 int gh_conn_exec(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
-		 int64_t *rows_affected)
+                 int64_t *rows_affected)
 {
 	int64_t dummy;
 	if (!rows_affected)
@@ -342,7 +344,7 @@ int gh_conn_exec(gh_conn_t *c, const char *sql, const gh_val_t *params, int npar
 }
 
 int gh_conn_exec_batch(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
-		       size_t nrows, int64_t *rows_affected)
+                       size_t nrows, int64_t *rows_affected)
 {
 	int64_t dummy;
 	if (!rows_affected)
@@ -387,7 +389,7 @@ static int rows_destructor(gh_rows_t *r)
 }
 
 int gh_conn_query(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
-		  gh_rows_t **out)
+                  gh_rows_t **out)
 {
 	*out = NULL;
 	int rc = conn_usable(c, params, nparams);
@@ -408,7 +410,7 @@ int gh_conn_query(gh_conn_t *c, const char *sql, const gh_val_t *params, int npa
 }
 
 int gh_conn_query_one(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
-		      gh_rows_t **out)
+                      gh_rows_t **out)
 {
 	int rc = gh_conn_query(c, sql, params, nparams, out);
 	if (rc < 0)

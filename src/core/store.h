@@ -6,8 +6,8 @@
  * with PostgreSQL-style $1..$n placeholders; parameters are a small tagged array:
  *
  *   int64_t n;
- *   rc = gh_conn_exec(c, "UPDATE numbers SET state=$1, version=version+1 WHERE id=$2 AND version=$3",
- *                     (gh_val_t[]){GH_TEXT(s), GH_I64(id), GH_I64(v)}, 3, &n);
+ *   rc = gh_conn_exec(c, "UPDATE numbers SET state=$1, version=version+1 WHERE id=$2 AND
+ * version=$3", (gh_val_t[]){GH_TEXT(s), GH_I64(id), GH_I64(v)}, 3, &n);
  *   // rc == 0 && n == 0: somebody else won the compare-and-swap
  *
  * Statements are prepared once per connection and cached by SQL text. Errors are negative errno:
@@ -37,10 +37,10 @@ typedef enum {
 extern const char *const gh_store_backend_names[]; /* "sqlite", "pg" */
 
 typedef struct gh_store_opts_s {
-	unsigned pool_size;	/* connections at most; 0 -> 8 */
-	int busy_timeout_ms;	/* SQLite busy_timeout; 0 -> 5000 */
-	int sync_full;		/* SQLite synchronous=FULL instead of NORMAL */
-	int connect_timeout_s;	/* PostgreSQL connect_timeout unless the URL sets one; 0 -> 5 */
+	unsigned pool_size;    /* connections at most; 0 -> 8 */
+	int busy_timeout_ms;   /* SQLite busy_timeout; 0 -> 5000 */
+	int sync_full;         /* SQLite synchronous=FULL instead of NORMAL */
+	int connect_timeout_s; /* PostgreSQL connect_timeout unless the URL sets one; 0 -> 5 */
 } gh_store_opts_t;
 
 typedef enum {
@@ -65,10 +65,10 @@ typedef struct gh_val_s {
 	};
 } gh_val_t;
 
-#define GH_NULLV       ((gh_val_t){.type = GH_VAL_NULL})
-#define GH_I64(x)      ((gh_val_t){.type = GH_VAL_INT64, .i64 = (int64_t)(x)})
-#define GH_DOUBLE(x)   ((gh_val_t){.type = GH_VAL_DOUBLE, .d = (double)(x)})
-#define GH_TEXT(str)   ((gh_val_t){.type = GH_VAL_TEXT, .s = (str)})
+#define GH_NULLV          ((gh_val_t){.type = GH_VAL_NULL})
+#define GH_I64(x)         ((gh_val_t){.type = GH_VAL_INT64, .i64 = (int64_t)(x)})
+#define GH_DOUBLE(x)      ((gh_val_t){.type = GH_VAL_DOUBLE, .d = (double)(x)})
+#define GH_TEXT(str)      ((gh_val_t){.type = GH_VAL_TEXT, .s = (str)})
 #define GH_BLOB(ptr, len) ((gh_val_t){.type = GH_VAL_BLOB, .b = {.p = (ptr), .n = (len)}})
 /* NULL when str is NULL, else text: for optional columns. */
 #define GH_TEXT_OR_NULL(str) ((str) ? GH_TEXT(str) : GH_NULLV)
@@ -103,25 +103,25 @@ const char *gh_conn_errmsg(const gh_conn_t *c);
 
 /* Run one statement. rows_affected (may be NULL) gets the INSERT/UPDATE/DELETE row count. */
 int gh_conn_exec(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
-		 int64_t *rows_affected);
+                 int64_t *rows_affected);
 /* Run one statement nrows times, the parameters of row r being params[r*nparams ..]: the cheap
  * way to insert many rows (SQLite: one prepared statement re-bound; PostgreSQL: pipeline mode).
  * Atomic: runs in the caller's transaction, or in one of its own when none is open.
  * rows_affected (may be NULL) gets the sum. On failure nothing of the batch remains when the
  * batch had its own transaction; in the caller's transaction the caller rolls back. */
 int gh_conn_exec_batch(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
-		       size_t nrows, int64_t *rows_affected);
+                       size_t nrows, int64_t *rows_affected);
 /* Run a parameterless script of one or more statements (migrations). Not cached. */
 int gh_conn_exec_script(gh_conn_t *c, const char *sql);
 
 /* Query with a cursor. *out is owned by the caller until gh_rows_close (or the connection's
  * release). PostgreSQL materialises the whole result: page big result sets with LIMIT. */
 int gh_conn_query(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
-		  gh_rows_t **out);
+                  gh_rows_t **out);
 /* Query expecting one row: on 0 the cursor is positioned on the first row (close it after use);
  * -ENOENT when the query returned no row (nothing to close). */
 int gh_conn_query_one(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
-		      gh_rows_t **out);
+                      gh_rows_t **out);
 /* Advance: 1 row available, 0 end, negative errno on failure. */
 int gh_rows_next(gh_rows_t *r);
 int gh_rows_ncols(const gh_rows_t *r);
@@ -154,9 +154,9 @@ int gh_conn_in_tx(const gh_conn_t *c);
 
 typedef int (*gh_tx_fn)(gh_conn_t *c, void *ud);
 typedef struct gh_tx_opts_s {
-	int flags;		  /* GH_TX_*; default GH_TX_READ, so writers pass GH_TX_WRITE */
-	unsigned max_attempts;	  /* 0 -> 10 */
-	int acquire_timeout_ms;	  /* 0 -> 5000; < 0 forever */
+	int flags;              /* GH_TX_*; default GH_TX_READ, so writers pass GH_TX_WRITE */
+	unsigned max_attempts;  /* 0 -> 10 */
+	int acquire_timeout_ms; /* 0 -> 5000; < 0 forever */
 } gh_tx_opts_t;
 /* Run fn in a transaction on a pooled connection: begin, fn, commit. When fn or the commit
  * returns -EAGAIN (serialization failure, deadlock, busy, or a compare-and-swap the caller lost

@@ -43,13 +43,13 @@ typedef struct gh__backend_s gh__backend_t;
 struct gh_conn_s {
 	gh_store_t *store;
 	struct gh_conn_s *next_idle;
-	void *stmt_ctx;	 /* talloc parent of the cached statements */
-	void *rows_ctx;	 /* talloc parent of open cursors */
+	void *stmt_ctx; /* talloc parent of the cached statements */
+	void *rows_ctx; /* talloc parent of open cursors */
 	gh__stmt_t *buckets[GH__STMT_BUCKETS];
 	unsigned nstmt;
 	unsigned stmt_seq;
-	bool open;	 /* handle connected */
-	bool broken;	 /* connection lost: reopen on next checkout */
+	bool open;   /* handle connected */
+	bool broken; /* connection lost: reopen on next checkout */
 	bool checked_out;
 	union {
 		struct sqlite3 *db;
@@ -82,7 +82,7 @@ struct gh__backend_s {
 	bool (*alive)(gh_conn_t *c);
 	int (*exec)(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, int64_t *affected);
 	int (*exec_batch)(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, size_t nrows,
-			  int64_t *affected);
+	                  int64_t *affected);
 	int (*exec_script)(gh_conn_t *c, const char *sql);
 	int (*query)(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, gh_rows_t *rows);
 	int (*begin)(gh_conn_t *c, int flags);
@@ -105,7 +105,7 @@ extern const gh__backend_t gh__store_pg;
 
 struct gh_store_s {
 	const gh__backend_t *be;
-	char *url;  /* PostgreSQL: libpq URL; SQLite: file path or memdb URI */
+	char *url; /* PostgreSQL: libpq URL; SQLite: file path or memdb URI */
 	gh_store_opts_t opts;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;

@@ -178,7 +178,8 @@ static int pg_encode(gh_conn_t *c, const gh_val_t *p, int n, pg_params_t *pp)
 				gh__conn_seterr(c, "parameter $%d: blob too large", i + 1);
 				return -EINVAL;
 			}
-			pp->values[i] = v->b.n ? (const char *)v->b.p : ""; /* NULL would mean NULL */
+			pp->values[i] =
+			    v->b.n ? (const char *)v->b.p : ""; /* NULL would mean NULL */
 			pp->lengths[i] = (int)v->b.n;
 			pp->formats[i] = 1;
 			break;
@@ -191,7 +192,7 @@ static int pg_encode(gh_conn_t *c, const gh_val_t *p, int n, pg_params_t *pp)
 /* The prepared statement for (sql, sig), preparing it on first use. *out is NULL when the
  * cache is full: the caller then runs the statement unnamed with PQexecParams. */
 static int pg_prepare(gh_conn_t *c, const char *sql, const char *sig, int n, const Oid *types,
-		      gh__stmt_t **out)
+                      gh__stmt_t **out)
 {
 	*out = gh__stmt_lookup(c, sql, sig);
 	if (*out)
@@ -306,7 +307,7 @@ static int pg_pipeline_collect(gh_conn_t *c, size_t k, int64_t *affected)
 }
 
 static int pg_exec_batch(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, size_t nrows,
-			 int64_t *affected)
+                         int64_t *affected)
 {
 	void *tmp = talloc_new(NULL);
 	if (!tmp)
@@ -329,7 +330,7 @@ static int pg_exec_batch(gh_conn_t *c, const char *sql, const gh_val_t *p, int n
 				sig[i] = t;
 			} else if (sig[i] != t) {
 				gh__conn_seterr(c, "parameter $%d changes type within the batch",
-						i + 1);
+				                i + 1);
 				rc = -EINVAL;
 				goto out;
 			}
@@ -363,7 +364,7 @@ static int pg_exec_batch(gh_conn_t *c, const char *sql, const gh_val_t *p, int n
 			if ((rc = pg_encode(c, p + (done + sent) * (size_t)n, n, &pp)) < 0)
 				break;
 			if (!PQsendQueryPrepared(c->pg, st->pg.name, n, pp.values, pp.lengths,
-						 pp.formats, 0)) {
+			                         pp.formats, 0)) {
 				rc = pg_fail(c, NULL);
 				break;
 			}
@@ -420,7 +421,7 @@ static int pg_begin(gh_conn_t *c, int flags)
 	const char *sql = "BEGIN";
 	if (flags & GH_TX_SERIALIZABLE)
 		sql = flags & GH_TX_WRITE ? "BEGIN ISOLATION LEVEL SERIALIZABLE"
-					  : "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY";
+		                          : "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY";
 	else if (!(flags & GH_TX_WRITE))
 		sql = "BEGIN READ ONLY";
 	return pg_simple(c, sql, NULL);
@@ -492,10 +493,7 @@ static double pg_dbl(gh_rows_t *r, int col)
 	return strtod(PQgetvalue(r->pg.res, r->pg.row, col), NULL);
 }
 
-static const char *pg_text(gh_rows_t *r, int col)
-{
-	return PQgetvalue(r->pg.res, r->pg.row, col);
-}
+static const char *pg_text(gh_rows_t *r, int col) { return PQgetvalue(r->pg.res, r->pg.row, col); }
 
 static const void *pg_blob(gh_rows_t *r, int col, size_t *n)
 {
@@ -521,25 +519,25 @@ static void pg_rows_free(gh_rows_t *r)
 }
 
 const gh__backend_t gh__store_pg = {
-	.kind = GH_STORE_PG,
-	.connect = pg_connect,
-	.disconnect = pg_disconnect,
-	.alive = pg_alive,
-	.exec = pg_exec,
-	.exec_batch = pg_exec_batch,
-	.exec_script = pg_exec_script,
-	.query = pg_query,
-	.begin = pg_begin,
-	.commit = pg_commit,
-	.rollback = pg_rollback,
-	.in_tx = pg_in_tx,
-	.rows_next = pg_rows_next,
-	.ncols = pg_ncols,
-	.colname = pg_colname,
-	.isnull = pg_isnull,
-	.i64 = pg_i64,
-	.dbl = pg_dbl,
-	.text = pg_text,
-	.blob = pg_blob,
-	.rows_free = pg_rows_free,
+    .kind = GH_STORE_PG,
+    .connect = pg_connect,
+    .disconnect = pg_disconnect,
+    .alive = pg_alive,
+    .exec = pg_exec,
+    .exec_batch = pg_exec_batch,
+    .exec_script = pg_exec_script,
+    .query = pg_query,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .in_tx = pg_in_tx,
+    .rows_next = pg_rows_next,
+    .ncols = pg_ncols,
+    .colname = pg_colname,
+    .isnull = pg_isnull,
+    .i64 = pg_i64,
+    .dbl = pg_dbl,
+    .text = pg_text,
+    .blob = pg_blob,
+    .rows_free = pg_rows_free,
 };

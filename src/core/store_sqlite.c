@@ -19,8 +19,8 @@ static int lite_err(gh_conn_t *c, int rc)
 	switch (rc & 0xff) {
 	case SQLITE_CONSTRAINT:
 		return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY
-			   ? -EEXIST
-			   : -EINVAL;
+		           ? -EEXIST
+		           : -EINVAL;
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED: return -EAGAIN;
 	case SQLITE_NOMEM: return -ENOMEM;
@@ -41,7 +41,7 @@ static int lite_connect(gh_conn_t *c)
 	const char *path = c->store->url;
 	bool mem = strncmp(path, "file:", 5) == 0;
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-		    (mem ? SQLITE_OPEN_URI : 0);
+	            (mem ? SQLITE_OPEN_URI : 0);
 	sqlite3 *db = NULL;
 	int rc = sqlite3_open_v2(path, &db, flags, NULL);
 	if (rc != SQLITE_OK) {
@@ -53,7 +53,7 @@ static int lite_connect(gh_conn_t *c)
 	sqlite3_busy_timeout(db, o->busy_timeout_ms);
 	char pragmas[160];
 	snprintf(pragmas, sizeof(pragmas), "%sPRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
-		 mem ? "" : "PRAGMA journal_mode=WAL; ", o->sync_full ? "FULL" : "NORMAL");
+	         mem ? "" : "PRAGMA journal_mode=WAL; ", o->sync_full ? "FULL" : "NORMAL");
 	char *msg = NULL;
 	rc = sqlite3_exec(db, pragmas, NULL, NULL, &msg);
 	if (rc != SQLITE_OK) {
@@ -102,9 +102,8 @@ static int lite_prepare(gh_conn_t *c, const char *sql, int nparams, gh__stmt_t *
 		if (!st)
 			return -ENOMEM;
 		const char *tail = NULL;
-		int rc = sqlite3_prepare_v3(c->db, sql, -1,
-					    cacheable ? SQLITE_PREPARE_PERSISTENT : 0, &st->lite.st,
-					    &tail);
+		int rc = sqlite3_prepare_v3(
+		    c->db, sql, -1, cacheable ? SQLITE_PREPARE_PERSISTENT : 0, &st->lite.st, &tail);
 		if (rc != SQLITE_OK || !st->lite.st) {
 			talloc_free(st);
 			if (rc == SQLITE_OK) {
@@ -134,7 +133,7 @@ static int lite_prepare(gh_conn_t *c, const char *sql, int nparams, gh__stmt_t *
 			if (num == 0) {
 				talloc_free(st);
 				gh__conn_seterr(c, "placeholder %s: only $1..$n are supported",
-						name ? name : "?");
+				                name ? name : "?");
 				return -EINVAL;
 			}
 			st->lite.map[i] = num - 1;
@@ -178,14 +177,17 @@ static int lite_bind(gh_conn_t *c, gh__stmt_t *st, const gh_val_t *p, bool copy)
 		case GH_VAL_DOUBLE: rc = sqlite3_bind_double(st->lite.st, idx, v->d); break;
 		case GH_VAL_TEXT:
 			rc = v->s ? sqlite3_bind_text(st->lite.st, idx, v->s, -1, dtor)
-				  : sqlite3_bind_null(st->lite.st, idx);
+			          : sqlite3_bind_null(st->lite.st, idx);
 			break;
 		case GH_VAL_BLOB:
 			/* a NULL pointer would bind SQL NULL: an empty blob is a zeroblob */
-			rc = v->b.n == 0 ? sqlite3_bind_zeroblob(st->lite.st, idx, 0)
-					 : sqlite3_bind_blob64(st->lite.st, idx, v->b.p, v->b.n, dtor);
+			rc = v->b.n == 0
+			         ? sqlite3_bind_zeroblob(st->lite.st, idx, 0)
+			         : sqlite3_bind_blob64(st->lite.st, idx, v->b.p, v->b.n, dtor);
 			break;
-		default: gh__conn_seterr(c, "parameter $%d: unknown type", st->lite.map[i] + 1); return -EINVAL;
+		default:
+			gh__conn_seterr(c, "parameter $%d: unknown type", st->lite.map[i] + 1);
+			return -EINVAL;
 		}
 		if (rc != SQLITE_OK)
 			return lite_err(c, rc);
@@ -220,7 +222,7 @@ static int lite_exec(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, in
 }
 
 static int lite_exec_batch(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, size_t nrows,
-			   int64_t *affected)
+                           int64_t *affected)
 {
 	gh__stmt_t *st;
 	int rc = lite_prepare(c, sql, n, &st);
@@ -330,25 +332,25 @@ static const void *lite_blob(gh_rows_t *r, int col, size_t *n)
 static void lite_rows_free(gh_rows_t *r) { lite_done(r->lite.stmt); }
 
 const gh__backend_t gh__store_sqlite = {
-	.kind = GH_STORE_SQLITE,
-	.connect = lite_connect,
-	.disconnect = lite_disconnect,
-	.alive = lite_alive,
-	.exec = lite_exec,
-	.exec_batch = lite_exec_batch,
-	.exec_script = lite_exec_script,
-	.query = lite_query,
-	.begin = lite_begin,
-	.commit = lite_commit,
-	.rollback = lite_rollback,
-	.in_tx = lite_in_tx,
-	.rows_next = lite_rows_next,
-	.ncols = lite_ncols,
-	.colname = lite_colname,
-	.isnull = lite_isnull,
-	.i64 = lite_i64,
-	.dbl = lite_dbl,
-	.text = lite_text,
-	.blob = lite_blob,
-	.rows_free = lite_rows_free,
+    .kind = GH_STORE_SQLITE,
+    .connect = lite_connect,
+    .disconnect = lite_disconnect,
+    .alive = lite_alive,
+    .exec = lite_exec,
+    .exec_batch = lite_exec_batch,
+    .exec_script = lite_exec_script,
+    .query = lite_query,
+    .begin = lite_begin,
+    .commit = lite_commit,
+    .rollback = lite_rollback,
+    .in_tx = lite_in_tx,
+    .rows_next = lite_rows_next,
+    .ncols = lite_ncols,
+    .colname = lite_colname,
+    .isnull = lite_isnull,
+    .i64 = lite_i64,
+    .dbl = lite_dbl,
+    .text = lite_text,
+    .blob = lite_blob,
+    .rows_free = lite_rows_free,
 };

@@ -96,7 +96,7 @@ static int increment(gh_conn_t *c, void *ud)
 	w->attempts++;
 	gh_rows_t *r;
 	int rc = gh_conn_query_one(c, "SELECT n, version FROM counter WHERE id = $1",
-				   (gh_val_t[]){GH_I64(1)}, 1, &r);
+	                           (gh_val_t[]){GH_I64(1)}, 1, &r);
 	if (rc < 0)
 		return rc;
 	int64_t n = gh_rows_i64(r, 0), v = gh_rows_i64(r, 1);
@@ -104,15 +104,15 @@ static int increment(gh_conn_t *c, void *ud)
 	int64_t changed;
 	if (w->cas) {
 		rc = gh_conn_exec(c,
-				  "UPDATE counter SET n = $1, version = version + 1 WHERE id = $2 "
-				  "AND version = $3",
-				  (gh_val_t[]){GH_I64(n + 1), GH_I64(1), GH_I64(v)}, 3, &changed);
+		                  "UPDATE counter SET n = $1, version = version + 1 WHERE id = $2 "
+		                  "AND version = $3",
+		                  (gh_val_t[]){GH_I64(n + 1), GH_I64(1), GH_I64(v)}, 3, &changed);
 		if (rc == 0 && changed == 0)
 			return -EAGAIN;
 		return rc;
 	}
 	return gh_conn_exec(c, "UPDATE counter SET n = $1, version = version + 1 WHERE id = $2",
-			    (gh_val_t[]){GH_I64(n + 1), GH_I64(1)}, 2, &changed);
+	                    (gh_val_t[]){GH_I64(n + 1), GH_I64(1)}, 2, &changed);
 }
 
 static void *worker_main(void *arg)
@@ -128,9 +128,9 @@ static void *worker_main(void *arg)
 static void run_counter(gh_store_t *s, int flags, bool cas)
 {
 	exec_ok(s, "DROP TABLE IF EXISTS counter;"
-		   "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL, "
-		   "version BIGINT NOT NULL);"
-		   "INSERT INTO counter VALUES (1, 0, 0);");
+	           "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL, "
+	           "version BIGINT NOT NULL);"
+	           "INSERT INTO counter VALUES (1, 0, 0);");
 	worker_t w[THREADS];
 	pthread_t th[THREADS];
 	for (int i = 0; i < THREADS; i++) {
@@ -181,13 +181,13 @@ static void test_tx_helper_bounds_retries_and_rolls_back(void **state)
 	exec_ok(s, "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT, version BIGINT)");
 	int runs = 0;
 	assert_int_equal(gh_store_tx(s, fail_einval, &runs, &(gh_tx_opts_t){.flags = GH_TX_WRITE}),
-			 -EINVAL);
+	                 -EINVAL);
 	assert_int_equal(runs, 1);
 	assert_int_equal(query_i64(s, "SELECT count(*) FROM counter"), 0);
 	runs = 0;
 	assert_int_equal(gh_store_tx(s, always_again, &runs,
-				     &(gh_tx_opts_t){.flags = GH_TX_WRITE, .max_attempts = 3}),
-			 -EAGAIN);
+	                             &(gh_tx_opts_t){.flags = GH_TX_WRITE, .max_attempts = 3}),
+	                 -EAGAIN);
 	assert_int_equal(runs, 3);
 }
 
@@ -278,9 +278,10 @@ static void terminate(gh_conn_t *k, int64_t pid)
 {
 	gh_rows_t *r;
 	/* the timeout makes the call wait until the backend is gone */
-	assert_int_equal(gh_conn_query_one(k, "SELECT pg_terminate_backend(CAST($1 AS integer), 5000)",
-					   (gh_val_t[]){GH_I64(pid)}, 1, &r),
-			 0);
+	assert_int_equal(gh_conn_query_one(k,
+	                                   "SELECT pg_terminate_backend(CAST($1 AS integer), 5000)",
+	                                   (gh_val_t[]){GH_I64(pid)}, 1, &r),
+	                 0);
 	assert_int_equal(gh_rows_i64(r, 0), 1);
 	gh_rows_close(r);
 }
@@ -296,14 +297,12 @@ static void test_pg_killed_connection_eio_then_reconnects(void **state)
 	assert_int_equal(gh_store_acquire(ks, 1000, &k), 0);
 	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
 	int64_t pid = backend_pid(c);
-	assert_int_equal(gh_conn_exec(c, "INSERT INTO k VALUES ($1)", (gh_val_t[]){GH_I64(1)}, 1,
-				      NULL),
-			 0);
+	assert_int_equal(
+	    gh_conn_exec(c, "INSERT INTO k VALUES ($1)", (gh_val_t[]){GH_I64(1)}, 1, NULL), 0);
 	/* killed while checked out: the next statement fails with -EIO and the database message */
 	terminate(k, pid);
-	assert_int_equal(gh_conn_exec(c, "INSERT INTO k VALUES ($1)", (gh_val_t[]){GH_I64(2)}, 1,
-				      NULL),
-			 -EIO);
+	assert_int_equal(
+	    gh_conn_exec(c, "INSERT INTO k VALUES ($1)", (gh_val_t[]){GH_I64(2)}, 1, NULL), -EIO);
 	assert_true(strlen(gh_conn_errmsg(c)) > 0);
 	/* the connection stays failed until it goes back to the pool */
 	assert_int_equal(gh_conn_exec(c, "SELECT 1", NULL, 0, NULL), -EIO);
@@ -311,17 +310,15 @@ static void test_pg_killed_connection_eio_then_reconnects(void **state)
 	/* the next checkout gets a working connection (to a new backend) */
 	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
 	assert_int_not_equal(backend_pid(c), pid);
-	assert_int_equal(gh_conn_exec(c, "INSERT INTO k VALUES ($1)", (gh_val_t[]){GH_I64(3)}, 1,
-				      NULL),
-			 0);
+	assert_int_equal(
+	    gh_conn_exec(c, "INSERT INTO k VALUES ($1)", (gh_val_t[]){GH_I64(3)}, 1, NULL), 0);
 	/* killed while idle in the pool: the checkout notices, callers see no error */
 	pid = backend_pid(c);
 	gh_store_release(c);
 	terminate(k, pid);
 	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
-	assert_int_equal(gh_conn_exec(c, "INSERT INTO k VALUES ($1)", (gh_val_t[]){GH_I64(4)}, 1,
-				      NULL),
-			 0);
+	assert_int_equal(
+	    gh_conn_exec(c, "INSERT INTO k VALUES ($1)", (gh_val_t[]){GH_I64(4)}, 1, NULL), 0);
 	gh_store_release(c);
 	assert_int_equal(query_i64(s, "SELECT count(*) FROM k"), 3);
 	assert_int_equal(gh_store_ping(s, 1000), 0);
@@ -336,16 +333,17 @@ static void test_pg_unreachable_is_eio(void **state)
 	if (!fx->url)
 		skip();
 	gh_store_t *s = NULL;
-	/* a port nothing listens on (the test server's port plus one would race; 1 is privileged) */
+	/* a port nothing listens on (the test server's port plus one would race; 1 is privileged)
+	 */
 	int64_t t0 = now_ms();
 	assert_int_equal(gh_store_open(NULL, "postgresql://postgres@127.0.0.1:1/x", NULL, &s),
-			 -EIO);
+	                 -EIO);
 	assert_null(s);
 	assert_true(now_ms() - t0 < 6000);
 }
 
-#define BOTH(f)                                                                                  \
-	cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_sqlite),                \
+#define BOTH(f)                                                                   \
+	cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_sqlite), \
 	    cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_pg)
 #define PG_ONLY(f) cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_pg)
 
@@ -357,8 +355,8 @@ int main(void)
 	    BOTH(test_tx_helper_bounds_retries_and_rolls_back),
 	    BOTH(test_pool_exhaustion_times_out_then_wakes_waiter),
 	    cmocka_unit_test_prestate_setup_teardown(
-		test_sqlite_second_writer_gets_eagain_after_busy_timeout, setup, teardown,
-		&be_sqlite),
+	        test_sqlite_second_writer_gets_eagain_after_busy_timeout, setup, teardown,
+	        &be_sqlite),
 	    PG_ONLY(test_pg_killed_connection_eio_then_reconnects),
 	    PG_ONLY(test_pg_unreachable_is_eio),
 	};

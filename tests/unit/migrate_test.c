@@ -85,8 +85,8 @@ static void sha256_hex(const char *text, char out[65])
 }
 
 #define M1 "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT NOT NULL);"
-#define M2                                                                                       \
-	"ALTER TABLE items ADD COLUMN note TEXT;\n"                                              \
+#define M2                                          \
+	"ALTER TABLE items ADD COLUMN note TEXT;\n" \
 	"CREATE INDEX items_name ON items (name);"
 #define M3 "INSERT INTO items (id, name) VALUES (1, 'first');"
 
@@ -107,16 +107,17 @@ static void test_apply_then_rerun_is_noop(void **state)
 	/* other services' files are not applied */
 	assert_false(table_exists(s, "other_t"));
 	assert_int_equal(query_i64(s, "SELECT count(*) FROM schema_migrations WHERE service = "
-				      "'num'"),
-			 2);
+	                              "'num'"),
+	                 2);
 
 	gh_conn_t *c;
 	gh_rows_t *r;
 	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
-	assert_int_equal(gh_conn_query_one(c, "SELECT name, checksum, applied_at FROM "
-					      "schema_migrations WHERE service = $1 AND version = $2",
-					   (gh_val_t[]){GH_TEXT("num"), GH_I64(2)}, 2, &r),
-			 0);
+	assert_int_equal(gh_conn_query_one(c,
+	                                   "SELECT name, checksum, applied_at FROM "
+	                                   "schema_migrations WHERE service = $1 AND version = $2",
+	                                   (gh_val_t[]){GH_TEXT("num"), GH_I64(2)}, 2, &r),
+	                 0);
 	char want[65];
 	sha256_hex(M2, want);
 	assert_string_equal(gh_rows_text(r, 0), "0002_note");
@@ -150,8 +151,8 @@ static void test_changed_applied_migration_is_refused(void **state)
 	fx_t *fx = *state;
 	assert_int_equal(gh_migrate_run(s, "num", two, &fx->err), 0);
 	const char *edited = "ALTER TABLE items ADD COLUMN note2 TEXT;";
-	const gh_sql_file_t changed[] = {two[1], {"num", "0002_note", NULL, edited},
-					 {"num", "0003_seed", NULL, M3}, {0}};
+	const gh_sql_file_t changed[] = {
+	    two[1], {"num", "0002_note", NULL, edited}, {"num", "0003_seed", NULL, M3}, {0}};
 	assert_int_equal(gh_migrate_run(s, "num", changed, &fx->err), -EPROTO);
 	assert_int_equal(fx->err.code, GH_E_FAILED_PRECONDITION);
 	char old_sum[65], new_sum[65];
@@ -208,9 +209,10 @@ static void test_bad_file_sets_are_refused(void **state)
 	const gh_sql_file_t dup[] = {{"num", "0001_a", NULL, M1}, {"num", "0001_b", NULL, M3}, {0}};
 	assert_int_equal(gh_migrate_run(s, "num", dup, &fx->err), -EINVAL);
 	assert_non_null(strstr(fx->err.message, "duplicate"));
-	const gh_sql_file_t both[] = {
-	    {"num", "0001_a", NULL, M1}, {"num", "0001_a", "pg", M1}, {"num", "0001_a", "sqlite", M1},
-	    {0}};
+	const gh_sql_file_t both[] = {{"num", "0001_a", NULL, M1},
+	                              {"num", "0001_a", "pg", M1},
+	                              {"num", "0001_a", "sqlite", M1},
+	                              {0}};
 	assert_int_equal(gh_migrate_run(s, "num", both, &fx->err), -EINVAL);
 	const gh_sql_file_t nostart[] = {{"num", "0002_a", NULL, M1}, {0}};
 	assert_int_equal(gh_migrate_run(s, "num", nostart, &fx->err), -EINVAL);
@@ -244,7 +246,7 @@ static void test_dialect_variant_follows_backend(void **state)
 	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
 	assert_int_equal(gh_conn_query_one(c, "SELECT which FROM d", NULL, 0, &r), 0);
 	assert_string_equal(gh_rows_text(r, 0),
-			    gh_store_backend(s) == GH_STORE_PG ? "pg" : "sqlite");
+	                    gh_store_backend(s) == GH_STORE_PG ? "pg" : "sqlite");
 	gh_rows_close(r);
 	gh_store_release(c);
 	assert_int_equal(query_i64(s, "SELECT count(*) FROM schema_migrations"), 2);
@@ -256,7 +258,8 @@ static void test_failed_migration_leaves_no_trace(void **state)
 	fx_t *fx = *state;
 	const gh_sql_file_t files[] = {
 	    {"num", "0001_init", NULL, M1},
-	    {"num", "0002_broken", NULL, "CREATE TABLE half (x BIGINT);\nINSERT INTO nope VALUES (1);"},
+	    {"num", "0002_broken", NULL,
+	     "CREATE TABLE half (x BIGINT);\nINSERT INTO nope VALUES (1);"},
 	    {0},
 	};
 	int rc = gh_migrate_run(s, "num", files, &fx->err);
@@ -319,8 +322,8 @@ static void test_concurrent_runners_apply_once(void **state)
 	assert_int_equal(query_i64(s, "SELECT count(*) FROM schema_migrations"), 3);
 }
 
-#define BOTH(f)                                                                                  \
-	cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_sqlite),                \
+#define BOTH(f)                                                                   \
+	cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_sqlite), \
 	    cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_pg)
 
 int main(void)

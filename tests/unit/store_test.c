@@ -49,7 +49,7 @@ static gh_conn_t *open_conn(void **state, const gh_store_opts_t *opts)
 		skip();
 	assert_int_equal(gh_store_open(NULL, fx->url, opts, &fx->store), 0);
 	assert_int_equal(gh_store_backend(fx->store),
-			 fx->backend == GH_TEST_PG ? GH_STORE_PG : GH_STORE_SQLITE);
+	                 fx->backend == GH_TEST_PG ? GH_STORE_PG : GH_STORE_SQLITE);
 	assert_int_equal(gh_store_acquire(fx->store, 1000, &fx->conn), 0);
 	return fx->conn;
 }
@@ -65,7 +65,7 @@ static int64_t count_rows(gh_conn_t *c, const char *table)
 	return n;
 }
 
-#define TYPES_TABLE                                                                              \
+#define TYPES_TABLE \
 	"CREATE TABLE t (id BIGINT PRIMARY KEY, i BIGINT, d DOUBLE PRECISION, s TEXT, b BYTEA)"
 
 static void test_params_of_every_type_round_trip(void **state)
@@ -80,19 +80,20 @@ static void test_params_of_every_type_round_trip(void **state)
 	} rows[] = {{INT64_MAX, 3.25}, {INT64_MIN, -1e-300}, {0, 1.0 / 3.0}};
 	for (int k = 0; k < 3; k++) {
 		int64_t n = -1;
-		assert_int_equal(gh_conn_exec(c, "INSERT INTO t (id, i, d, s, b) VALUES ($1, $2, $3, "
-						 "$4, $5)",
-					      (gh_val_t[]){GH_I64(k), GH_I64(rows[k].i),
-							   GH_DOUBLE(rows[k].d), GH_TEXT(text),
-							   GH_BLOB(blob, sizeof(blob))},
-					      5, &n),
-				 0);
+		assert_int_equal(
+		    gh_conn_exec(c,
+		                 "INSERT INTO t (id, i, d, s, b) VALUES ($1, $2, $3, "
+		                 "$4, $5)",
+		                 (gh_val_t[]){GH_I64(k), GH_I64(rows[k].i), GH_DOUBLE(rows[k].d),
+		                              GH_TEXT(text), GH_BLOB(blob, sizeof(blob))},
+		                 5, &n),
+		    0);
 		assert_int_equal(n, 1);
 	}
 	gh_rows_t *r;
 	assert_int_equal(gh_conn_query(c, "SELECT id, i, d, s, b FROM t WHERE id >= $1 ORDER BY id",
-				       (gh_val_t[]){GH_I64(0)}, 1, &r),
-			 0);
+	                               (gh_val_t[]){GH_I64(0)}, 1, &r),
+	                 0);
 	assert_int_equal(gh_rows_ncols(r), 5);
 	assert_string_equal(gh_rows_colname(r, 3), "s");
 	for (int k = 0; k < 3; k++) {
@@ -115,20 +116,20 @@ static void test_nulls_and_empty_values_are_distinct(void **state)
 {
 	gh_conn_t *c = open_conn(state, NULL);
 	assert_int_equal(gh_conn_exec(c, TYPES_TABLE, NULL, 0, NULL), 0);
+	assert_int_equal(
+	    gh_conn_exec(c, "INSERT INTO t VALUES ($1, $2, $3, $4, $5)",
+	                 (gh_val_t[]){GH_I64(1), GH_NULLV, GH_NULLV, GH_TEXT(NULL), GH_NULLV}, 5,
+	                 NULL),
+	    0);
 	assert_int_equal(gh_conn_exec(c, "INSERT INTO t VALUES ($1, $2, $3, $4, $5)",
-				      (gh_val_t[]){GH_I64(1), GH_NULLV, GH_NULLV, GH_TEXT(NULL),
-						   GH_NULLV},
-				      5, NULL),
-			 0);
-	assert_int_equal(gh_conn_exec(c, "INSERT INTO t VALUES ($1, $2, $3, $4, $5)",
-				      (gh_val_t[]){GH_I64(2), GH_I64(0), GH_DOUBLE(0), GH_TEXT(""),
-						   GH_BLOB(NULL, 0)},
-				      5, NULL),
-			 0);
+	                              (gh_val_t[]){GH_I64(2), GH_I64(0), GH_DOUBLE(0), GH_TEXT(""),
+	                                           GH_BLOB(NULL, 0)},
+	                              5, NULL),
+	                 0);
 	gh_rows_t *r;
 	assert_int_equal(gh_conn_query_one(c, "SELECT i, d, s, b FROM t WHERE id = $1",
-					   (gh_val_t[]){GH_I64(1)}, 1, &r),
-			 0);
+	                                   (gh_val_t[]){GH_I64(1)}, 1, &r),
+	                 0);
 	for (int col = 0; col < 4; col++)
 		assert_true(gh_rows_isnull(r, col));
 	assert_null(gh_rows_text(r, 2));
@@ -138,8 +139,8 @@ static void test_nulls_and_empty_values_are_distinct(void **state)
 	gh_rows_close(r);
 
 	assert_int_equal(gh_conn_query_one(c, "SELECT i, d, s, b FROM t WHERE id = $1",
-					   (gh_val_t[]){GH_I64(2)}, 1, &r),
-			 0);
+	                                   (gh_val_t[]){GH_I64(2)}, 1, &r),
+	                 0);
 	for (int col = 0; col < 4; col++)
 		assert_false(gh_rows_isnull(r, col));
 	assert_string_equal(gh_rows_text(r, 2), "");
@@ -155,8 +156,8 @@ static void test_placeholders_reused_and_out_of_order(void **state)
 	gh_conn_t *c = open_conn(state, NULL);
 	gh_rows_t *r;
 	assert_int_equal(gh_conn_query_one(c, "SELECT $2 + 10 * $1 + 100 * $2, $1",
-					   (gh_val_t[]){GH_I64(3), GH_I64(4)}, 2, &r),
-			 0);
+	                                   (gh_val_t[]){GH_I64(3), GH_I64(4)}, 2, &r),
+	                 0);
 	assert_int_equal(gh_rows_i64(r, 0), 434);
 	assert_int_equal(gh_rows_i64(r, 1), 3);
 	gh_rows_close(r);
@@ -171,24 +172,26 @@ static void test_placeholders_reused_and_out_of_order(void **state)
 		gh_rows_close(r);
 	}
 	assert_int_equal(gh_conn_query(c, "SELECT $1, $2", (gh_val_t[]){GH_I64(1)}, 1, &r),
-			 -EINVAL);
+	                 -EINVAL);
 }
 
 static void test_unique_violation_is_eexist(void **state)
 {
 	gh_conn_t *c = open_conn(state, NULL);
-	assert_int_equal(gh_conn_exec(c, "CREATE TABLE u (k TEXT PRIMARY KEY, v TEXT UNIQUE)", NULL,
-				      0, NULL),
-			 0);
+	assert_int_equal(
+	    gh_conn_exec(c, "CREATE TABLE u (k TEXT PRIMARY KEY, v TEXT UNIQUE)", NULL, 0, NULL),
+	    0);
 	const char *ins = "INSERT INTO u (k, v) VALUES ($1, $2)";
-	assert_int_equal(gh_conn_exec(c, ins, (gh_val_t[]){GH_TEXT("a"), GH_TEXT("x")}, 2, NULL), 0);
+	assert_int_equal(gh_conn_exec(c, ins, (gh_val_t[]){GH_TEXT("a"), GH_TEXT("x")}, 2, NULL),
+	                 0);
 	assert_int_equal(gh_conn_exec(c, ins, (gh_val_t[]){GH_TEXT("a"), GH_TEXT("y")}, 2, NULL),
-			 -EEXIST);
+	                 -EEXIST);
 	assert_true(strlen(gh_conn_errmsg(c)) > 0);
 	assert_int_equal(gh_conn_exec(c, ins, (gh_val_t[]){GH_TEXT("b"), GH_TEXT("x")}, 2, NULL),
-			 -EEXIST);
+	                 -EEXIST);
 	/* the connection stays usable and the error message is cleared by the next call */
-	assert_int_equal(gh_conn_exec(c, ins, (gh_val_t[]){GH_TEXT("b"), GH_TEXT("y")}, 2, NULL), 0);
+	assert_int_equal(gh_conn_exec(c, ins, (gh_val_t[]){GH_TEXT("b"), GH_TEXT("y")}, 2, NULL),
+	                 0);
 	assert_string_equal(gh_conn_errmsg(c), "");
 	assert_int_equal(count_rows(c, "u"), 2);
 }
@@ -199,14 +202,14 @@ static void test_other_errors_are_mapped(void **state)
 	assert_int_equal(gh_conn_exec(c, "SELEC nonsense", NULL, 0, NULL), -EINVAL);
 	assert_int_equal(gh_conn_exec(c, "SELECT * FROM no_such_table", NULL, 0, NULL), -EINVAL);
 	assert_int_equal(gh_conn_exec(c, "CREATE TABLE n (a TEXT NOT NULL)", NULL, 0, NULL), 0);
-	assert_int_equal(gh_conn_exec(c, "INSERT INTO n (a) VALUES ($1)", (gh_val_t[]){GH_NULLV}, 1,
-				      NULL),
-			 -EINVAL);
+	assert_int_equal(
+	    gh_conn_exec(c, "INSERT INTO n (a) VALUES ($1)", (gh_val_t[]){GH_NULLV}, 1, NULL),
+	    -EINVAL);
 	/* $n only: other placeholder styles would not work on PostgreSQL */
 	if (gh_conn_backend(c) == GH_STORE_SQLITE)
 		assert_int_equal(gh_conn_exec(c, "INSERT INTO n (a) VALUES (?)",
-					      (gh_val_t[]){GH_TEXT("x")}, 1, NULL),
-				 -EINVAL);
+		                              (gh_val_t[]){GH_TEXT("x")}, 1, NULL),
+		                 -EINVAL);
 	gh_store_t *bad;
 	assert_int_equal(gh_store_open(NULL, "mysql://x", NULL, &bad), -EINVAL);
 	assert_null(bad);
@@ -215,33 +218,36 @@ static void test_other_errors_are_mapped(void **state)
 static void test_cas_update_counts_rows(void **state)
 {
 	gh_conn_t *c = open_conn(state, NULL);
-	assert_int_equal(gh_conn_exec(c, "CREATE TABLE numbers (id BIGINT PRIMARY KEY, state TEXT, "
-					 "version BIGINT NOT NULL)",
-				      NULL, 0, NULL),
-			 0);
+	assert_int_equal(gh_conn_exec(c,
+	                              "CREATE TABLE numbers (id BIGINT PRIMARY KEY, state TEXT, "
+	                              "version BIGINT NOT NULL)",
+	                              NULL, 0, NULL),
+	                 0);
 	assert_int_equal(gh_conn_exec(c, "INSERT INTO numbers VALUES ($1, $2, $3)",
-				      (gh_val_t[]){GH_I64(7), GH_TEXT("free"), GH_I64(1)}, 3, NULL),
-			 0);
+	                              (gh_val_t[]){GH_I64(7), GH_TEXT("free"), GH_I64(1)}, 3, NULL),
+	                 0);
 	const char *cas =
 	    "UPDATE numbers SET state=$1, version=version+1 WHERE id=$2 AND version=$3";
 	int64_t n = -1;
 	assert_int_equal(
-	    gh_conn_exec(c, cas, (gh_val_t[]){GH_TEXT("reserved"), GH_I64(7), GH_I64(1)}, 3, &n), 0);
+	    gh_conn_exec(c, cas, (gh_val_t[]){GH_TEXT("reserved"), GH_I64(7), GH_I64(1)}, 3, &n),
+	    0);
 	assert_int_equal(n, 1);
 	/* the same expected version again: somebody (we) already moved it on */
 	assert_int_equal(
-	    gh_conn_exec(c, cas, (gh_val_t[]){GH_TEXT("assigned"), GH_I64(7), GH_I64(1)}, 3, &n), 0);
+	    gh_conn_exec(c, cas, (gh_val_t[]){GH_TEXT("assigned"), GH_I64(7), GH_I64(1)}, 3, &n),
+	    0);
 	assert_int_equal(n, 0);
 	gh_rows_t *r;
 	assert_int_equal(gh_conn_query_one(c, "SELECT state, version FROM numbers WHERE id=$1",
-					   (gh_val_t[]){GH_I64(7)}, 1, &r),
-			 0);
+	                                   (gh_val_t[]){GH_I64(7)}, 1, &r),
+	                 0);
 	assert_string_equal(gh_rows_text(r, 0), "reserved");
 	assert_int_equal(gh_rows_i64(r, 1), 2);
 	gh_rows_close(r);
 	assert_int_equal(gh_conn_query_one(c, "SELECT state FROM numbers WHERE id=$1",
-					   (gh_val_t[]){GH_I64(8)}, 1, &r),
-			 -ENOENT);
+	                                   (gh_val_t[]){GH_I64(8)}, 1, &r),
+	                 -ENOENT);
 	assert_null(r);
 }
 
@@ -277,7 +283,7 @@ static void test_failed_statement_in_tx_cannot_commit(void **state)
 {
 	gh_conn_t *c = open_conn(state, NULL);
 	assert_int_equal(gh_conn_exec(c, "CREATE TABLE f (v BIGINT PRIMARY KEY)", NULL, 0, NULL),
-			 0);
+	                 0);
 	const char *ins = "INSERT INTO f (v) VALUES ($1)";
 	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
 	assert_int_equal(gh_conn_exec(c, ins, (gh_val_t[]){GH_I64(1)}, 1, NULL), 0);
@@ -297,8 +303,8 @@ static void test_batch_inserts_many_rows_atomically(void **state)
 {
 	gh_conn_t *c = open_conn(state, NULL);
 	assert_int_equal(gh_conn_exec(c, "CREATE TABLE b (id BIGINT PRIMARY KEY, s TEXT, x BYTEA)",
-				      NULL, 0, NULL),
-			 0);
+	                              NULL, 0, NULL),
+	                 0);
 	enum { N = 2500 };
 	gh_val_t *p = calloc(N * 3, sizeof(*p));
 	char(*txt)[16] = calloc(N, 16);
@@ -337,7 +343,7 @@ static void test_batch_inserts_many_rows_atomically(void **state)
 	/* a column may not change type within one batch */
 	p[3 * 1] = GH_TEXT("x");
 	assert_int_equal(gh_conn_exec_batch(c, ins, p, 3, 2, &n),
-			 gh_conn_backend(c) == GH_STORE_PG ? -EINVAL : 0);
+	                 gh_conn_backend(c) == GH_STORE_PG ? -EINVAL : 0);
 	free(p);
 	free(txt);
 }
@@ -346,9 +352,9 @@ static void test_nested_cursors_on_one_statement(void **state)
 {
 	gh_conn_t *c = open_conn(state, NULL);
 	assert_int_equal(gh_conn_exec_script(c, "CREATE TABLE n (v BIGINT);"
-						"INSERT INTO n VALUES (1);"
-						"INSERT INTO n VALUES (2);"),
-			 0);
+	                                        "INSERT INTO n VALUES (1);"
+	                                        "INSERT INTO n VALUES (2);"),
+	                 0);
 	const char *q = "SELECT v FROM n WHERE v >= $1 ORDER BY v";
 	gh_rows_t *outer, *inner;
 	int64_t sum = 0;
@@ -388,9 +394,8 @@ static void test_memory_database_is_shared_by_the_pool(void **state)
 	assert_int_equal(gh_store_acquire(s, 100, &a), 0);
 	assert_int_equal(gh_store_acquire(s, 100, &b), 0);
 	assert_int_equal(gh_conn_exec(a, "CREATE TABLE m (v BIGINT)", NULL, 0, NULL), 0);
-	assert_int_equal(gh_conn_exec(a, "INSERT INTO m VALUES ($1)", (gh_val_t[]){GH_I64(5)}, 1,
-				      NULL),
-			 0);
+	assert_int_equal(
+	    gh_conn_exec(a, "INSERT INTO m VALUES ($1)", (gh_val_t[]){GH_I64(5)}, 1, NULL), 0);
 	assert_int_equal(count_rows(b, "m"), 1);
 	gh_store_release(a);
 	gh_store_release(b);
@@ -439,22 +444,23 @@ static void test_pg_boolean_and_server_types(void **state)
 		return;
 	gh_rows_t *r;
 	/* TEXT parameters take the type the context asks for */
-	assert_int_equal(gh_conn_query_one(c, "SELECT $1 < now(), true, false, $2::uuid",
-					   (gh_val_t[]){GH_TEXT("2020-01-01T00:00:00Z"),
-							GH_TEXT("0190a4e2-7c3b-7f00-8000-000000000001")},
-					   2, &r),
-			 0);
+	assert_int_equal(
+	    gh_conn_query_one(c, "SELECT $1 < now(), true, false, $2::uuid",
+	                      (gh_val_t[]){GH_TEXT("2020-01-01T00:00:00Z"),
+	                                   GH_TEXT("0190a4e2-7c3b-7f00-8000-000000000001")},
+	                      2, &r),
+	    0);
 	assert_int_equal(gh_rows_i64(r, 0), 1);
 	assert_int_equal(gh_rows_i64(r, 1), 1);
 	assert_int_equal(gh_rows_i64(r, 2), 0);
 	assert_string_equal(gh_rows_text(r, 3), "0190a4e2-7c3b-7f00-8000-000000000001");
 	gh_rows_close(r);
 	assert_int_equal(gh_conn_exec(c, "SELECT $1::int4", (gh_val_t[]){GH_TEXT("x")}, 1, NULL),
-			 -EINVAL);
+	                 -EINVAL);
 }
 
-#define BOTH(f)                                                                                  \
-	cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_sqlite),                \
+#define BOTH(f)                                                                   \
+	cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_sqlite), \
 	    cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_pg)
 
 int main(void)
@@ -472,11 +478,11 @@ int main(void)
 	    BOTH(test_nested_cursors_on_one_statement),
 	    BOTH(test_ping_and_pool_reuse),
 	    cmocka_unit_test_prestate_setup_teardown(test_memory_database_is_shared_by_the_pool,
-						     setup, teardown, &be_sqlite),
+	                                             setup, teardown, &be_sqlite),
 	    cmocka_unit_test_prestate_setup_teardown(test_sqlite_relative_path_and_wal, setup,
-						     teardown, &be_sqlite),
+	                                             teardown, &be_sqlite),
 	    cmocka_unit_test_prestate_setup_teardown(test_pg_boolean_and_server_types, setup,
-						     teardown, &be_pg),
+	                                             teardown, &be_pg),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
