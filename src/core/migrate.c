@@ -51,7 +51,7 @@ static int name_version(const char *name)
 	for (const char *p = name + 5; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
 			return 0;
-	return atoi(name) > 0 ? (int)strtol(name, NULL, 10) : 0;
+	return (int)strtol(name, NULL, 10); /* 0 for "0000_x": numbers start at 0001 */
 }
 
 static int mig_cmp(const void *a, const void *b)

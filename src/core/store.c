@@ -423,7 +423,15 @@ int gh_conn_query_one(gh_conn_t *c, const char *sql, const gh_val_t *params, int
 	return rc == 0 ? -ENOENT : rc;
 }
 
-int gh_rows_next(gh_rows_t *r) { return r->conn->store->be->rows_next(r); }
+int gh_rows_next(gh_rows_t *r)
+{
+	if (r->done)
+		return 0;
+	int rc = r->conn->store->be->rows_next(r);
+	if (rc <= 0)
+		r->done = true;
+	return rc;
+}
 int gh_rows_ncols(const gh_rows_t *r) { return r->conn->store->be->ncols(r); }
 
 static bool col_ok(const gh_rows_t *r, int col)

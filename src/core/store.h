@@ -162,7 +162,8 @@ typedef struct gh_tx_opts_s {
  * returns -EAGAIN (serialization failure, deadlock, busy, or a compare-and-swap the caller lost
  * and wants retried) the transaction is rolled back and run again, with jittered backoff, up to
  * max_attempts times. Any other failure of fn rolls back and is returned as is. fn must not
- * commit or roll back itself, and must be safe to run more than once. opts may be NULL. */
+ * commit or roll back itself, and must be safe to run more than once. -EIO is never retried:
+ * a commit whose answer was lost may have happened. opts may be NULL. */
 int gh_store_tx(gh_store_t *s, gh_tx_fn fn, void *ud, const gh_tx_opts_t *opts);
 
 #endif

@@ -60,6 +60,7 @@ struct gh_conn_s {
 
 struct gh_rows_s {
 	gh_conn_t *conn;
+	bool done; /* end or error seen: SQLite would restart a finished statement */
 	union {
 		struct {
 			gh__stmt_t *stmt; /* cached or private (freed with the cursor) */

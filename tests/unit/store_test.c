@@ -109,6 +109,8 @@ static void test_params_of_every_type_round_trip(void **state)
 		assert_false(gh_rows_isnull(r, 4));
 	}
 	assert_int_equal(gh_rows_next(r), 0);
+	/* a finished cursor stays finished (SQLite would otherwise start the query again) */
+	assert_int_equal(gh_rows_next(r), 0);
 	gh_rows_close(r);
 }
 
