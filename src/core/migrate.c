@@ -205,8 +205,9 @@ static int refuse_changed(gh_err_t *err, const char *service, const mig_t *m, co
 	                    "migration %s/%s was changed after it was applied (applied checksum "
 	                    "%.64s, file checksum %.64s); add a new migration instead",
 	                    service, m->name, a->checksum, m->checksum);
-	gh_log(GH_LOG_ERROR, "migrate: applied migration changed", "service", service, "migration",
-	       m->name, "applied_checksum", a->checksum, "file_checksum", m->checksum, NULL);
+	gh_log(GH_LOG_ERROR, "migrate: applied migration changed", "migration_service", service,
+	       "migration", m->name, "applied_checksum", a->checksum, "file_checksum", m->checksum,
+	       NULL);
 	return rc;
 }
 
@@ -252,8 +253,8 @@ static int step(gh_conn_t *c, const char *service, const mig_t *migs, size_t n, 
 	if ((rc = gh_conn_exec_script(c, next->sql)) < 0) {
 		gh_err_set(err, GH_E_INTERNAL, NULL, "migration %s/%s failed: %s", service,
 		           next->name, gh_conn_errmsg(c));
-		gh_log(GH_LOG_ERROR, "migrate: migration failed", "service", service, "migration",
-		       next->name, "error", gh_conn_errmsg(c), NULL);
+		gh_log(GH_LOG_ERROR, "migrate: migration failed", "migration_service", service,
+		       "migration", next->name, "error", gh_conn_errmsg(c), NULL);
 		goto out;
 	}
 	char ts[25];
@@ -265,8 +266,8 @@ static int step(gh_conn_t *c, const char *service, const mig_t *migs, size_t n, 
 	                               GH_TEXT(next->checksum), GH_TEXT(ts)},
 	                  5, NULL);
 	if (rc == 0)
-		gh_log(GH_LOG_INFO, "migrate: applied", "service", service, "migration", next->name,
-		       "checksum", next->checksum, NULL);
+		gh_log(GH_LOG_INFO, "migrate: applied", "migration_service", service, "migration",
+		       next->name, "checksum", next->checksum, NULL);
 out:
 	talloc_free(tmp);
 	return rc;
