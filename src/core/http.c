@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <talloc.h>
 #include <time.h>
@@ -24,7 +25,6 @@
 
 #include "clock.h"
 #include "log.h"
-#include "uuid.h"
 
 #define DEFAULT_BODY_LIMIT (1u << 20)
 #define DEFAULT_THREADS    4
@@ -138,6 +138,41 @@ static char *pct_decode(void *ctx, const char *s, size_t n, int plus_space)
 	}
 	out[o] = '\0';
 	return out;
+}
+
+/* A UUIDv7 for requests that came without an id. Request ids must be unique, not secret, so
+ * the random bits come from a per-thread splitmix64 seeded once from the kernel: gh_uuid_v7
+ * would cost a getrandom(2) call on every request. */
+static void gen_request_id(char out[65])
+{
+	static _Thread_local uint64_t state;
+	static const char hex[] = "0123456789abcdef";
+	if (!state) {
+		while (getrandom(&state, sizeof(state), 0) != sizeof(state) || !state)
+			;
+	}
+	uint8_t b[16];
+	uint64_t ms = (uint64_t)gh_clock_now_ms(gh_clock_real());
+	for (int i = 0; i < 6; i++)
+		b[i] = (uint8_t)(ms >> (8 * (5 - i)));
+	for (int w = 0; w < 2; w++) {
+		uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		z ^= z >> 31;
+		for (int i = 0; i < 5; i++)
+			b[6 + w * 5 + i] = (uint8_t)(z >> (8 * i));
+	}
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x70);
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+	int o = 0;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	out[o] = '\0';
 }
 
 static int request_id_ok(const char *s)
@@ -443,7 +478,7 @@ static gh_http_req_t *req_new(gh_http_server_t *s, struct MHD_Connection *c, con
 	if (rid && request_id_ok(rid))
 		snprintf(req->request_id, sizeof(req->request_id), "%s", rid);
 	else
-		gh_uuid_v7(gh_clock_now_ms(gh_clock_real()), req->request_id);
+		gen_request_id(req->request_id);
 	const char *tp = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
 	req->traceparent = tp && traceparent_ok(tp) ? tp : NULL;
 	return req;
@@ -451,19 +486,47 @@ static gh_http_req_t *req_new(gh_http_server_t *s, struct MHD_Connection *c, con
 
 /* ---- dispatch ---- */
 
+/* Decimal without printf: the request log line is formatted on every request. */
+static void fmt_u64(char out[24], uint64_t v)
+{
+	char t[24];
+	int n = 0;
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (int i = 0; i < n; i++)
+		out[i] = t[n - 1 - i];
+	out[n] = '\0';
+}
+
 static void log_request(gh_http_req_t *req, int64_t ns)
 {
 	int status = req->resp.status;
-	char st[16], us[24];
-	snprintf(st, sizeof(st), "%d", status);
-	snprintf(us, sizeof(us), "%" PRId64, ns / 1000);
+	char st[24], us[24];
+	fmt_u64(st, (uint64_t)status);
+	fmt_u64(us, ns > 0 ? (uint64_t)ns / 1000 : 0);
 	gh_log_level_t lvl = status >= 500 ? GH_LOG_ERROR : GH_LOG_DEBUG;
 	gh_log(lvl, "http request", "method", req->method_str, "path", req->path, "route",
 	       req->route ? req->route->pattern : NULL, "status", st, "duration_us", us, "error",
 	       status >= 500 && req->err.code != GH_OK ? req->err.message : NULL, NULL);
 }
 
+static enum MHD_Result queue_reply_(gh_http_req_t *req);
+
+/* Queue the reply with the request's log context set on this thread (the handler and the
+ * request log line see it); MHD threads serve many requests, so it is cleared after. */
 static enum MHD_Result queue_reply(gh_http_req_t *req)
+{
+	gh_log_set_request_id(req->request_id);
+	gh_log_set_traceparent(req->traceparent);
+	enum MHD_Result rc = queue_reply_(req);
+	gh_log_set_request_id(NULL);
+	gh_log_set_traceparent(NULL);
+	return rc;
+}
+
+static enum MHD_Result queue_reply_(gh_http_req_t *req)
 {
 	gh_http_server_t *s = req->srv;
 	req->queued = 1;
@@ -485,11 +548,7 @@ static enum MHD_Result queue_reply(gh_http_req_t *req)
 
 	int64_t ns = gh_clock_mono_ns(gh_clock_real()) - req->t0_ns;
 	count_request(s, req->route ? req->route : s->unmatched, req->method, req->resp.status, ns);
-	gh_log_set_request_id(req->request_id);
-	gh_log_set_traceparent(req->traceparent);
 	log_request(req, ns);
-	gh_log_set_request_id(NULL);
-	gh_log_set_traceparent(NULL);
 	return ok;
 }
 
@@ -507,8 +566,6 @@ static void dispatch(gh_http_req_t *req)
 		           talloc_asprintf(req, "method %s not allowed here", req->method_str));
 		return;
 	}
-	gh_log_set_request_id(req->request_id);
-	gh_log_set_traceparent(req->traceparent);
 	int rc = req->route->fn(req, req->route->ud);
 	if (!req->replied) {
 		if (req->err.code != GH_OK) {
@@ -520,8 +577,6 @@ static void dispatch(gh_http_req_t *req)
 			reply_code(req, GH_E_INTERNAL, "internal error");
 		}
 	}
-	gh_log_set_request_id(NULL);
-	gh_log_set_traceparent(NULL);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -590,13 +645,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	}
 	if (req->queued)
 		return MHD_YES;
-	if (req->too_large) {
+	gh_log_set_request_id(req->request_id);
+	gh_log_set_traceparent(req->traceparent);
+	if (req->too_large)
 		reply_code(req, GH_E_PAYLOAD_TOO_LARGE,
 		           talloc_asprintf(req, "body larger than %zu bytes", req->body_limit));
-		return queue_reply(req);
-	}
-	dispatch(req);
-	return queue_reply(req);
+	else
+		dispatch(req);
+	enum MHD_Result rc = queue_reply_(req);
+	gh_log_set_request_id(NULL);
+	gh_log_set_traceparent(NULL);
+	return rc;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -776,7 +835,6 @@ int gh_http_server_start(gh_http_server_t *s)
 	    {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_none, NULL},
 	    {MHD_OPTION_CONNECTION_LIMIT, s->cfg.conn_limit, NULL},
 	    {MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.idle_timeout_s, NULL},
-	    {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
 	    {s->cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->cfg.threads,
 	     NULL},
 	    {MHD_OPTION_END, 0, NULL},

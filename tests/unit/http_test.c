@@ -406,6 +406,20 @@ static int teardown(void **state)
 
 /* ---- tests ---- */
 
+static void test_port_in_use_is_reported(void **state)
+{
+	fixture_t *f = *state;
+	void *ctx = talloc_new(NULL);
+	gh_http_config_t cfg = {.bind = "127.0.0.1", .port = f->port, .threads = 1};
+	gh_http_server_t *s = gh_http_server_new(ctx, &cfg);
+	assert_non_null(s);
+	assert_int_equal(gh_http_server_start(s), -EADDRINUSE);
+	assert_int_equal(gh_http_server_port(s), 0);
+	cfg.bind = "not-an-address";
+	assert_null(gh_http_server_new(ctx, &cfg));
+	talloc_free(ctx);
+}
+
 static void test_healthz_and_generated_request_id(void **state)
 {
 	fixture_t *f = *state;
@@ -822,6 +836,7 @@ static void test_drain_grace_bounds_the_wait(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_port_in_use_is_reported),
 	    cmocka_unit_test(test_healthz_and_generated_request_id),
 	    cmocka_unit_test(test_request_id_is_echoed_when_sane),
 	    cmocka_unit_test(test_unknown_route_is_404_envelope),
