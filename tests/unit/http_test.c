@@ -259,10 +259,11 @@ static atomic_int ready_ok = 1;
 static int h_item(gh_http_req_t *req, void *ud)
 {
 	atomic_fetch_add(&handler_calls, 1);
-	return gh_http_reply_json(req, 200,
-	                          json_pack("{s:s, s:s, s:s}", "id", gh_http_param(req, "id"),
-	                                    "route", gh_http_route_pattern(req), "method",
-	                                    gh_http_method(req)));
+	return gh_http_reply_json(
+	    req, 200,
+	    json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "id", gh_http_param(req, "id"), "route",
+	              gh_http_route_pattern(req), "method", gh_http_method(req), "traceparent",
+	              gh_http_traceparent(req), "log_request_id", gh_log_request_id()));
 }
 
 static int h_reserve(gh_http_req_t *req, void *ud)
@@ -486,6 +487,20 @@ static void test_path_params_verbs_and_query(void **state)
 	json_t *j = body_json(&r);
 	assert_string_equal(json_string_value(json_object_get(j, "id")), "+93701234567");
 	assert_string_equal(json_string_value(json_object_get(j, "route")), "/v1/t/items/{id}");
+	json_decref(j);
+	call(f->port, "GET", "/v1/t/items/1",
+	     "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+	     "X-Request-Id: rid-7\r\n",
+	     NULL, &r);
+	j = body_json(&r);
+	assert_string_equal(json_string_value(json_object_get(j, "traceparent")),
+	                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+	/* The handler's log lines carry the request id. */
+	assert_string_equal(json_string_value(json_object_get(j, "log_request_id")), "rid-7");
+	json_decref(j);
+	call(f->port, "GET", "/v1/t/items/1", "traceparent: 00-xyz\r\n", NULL, &r);
+	j = body_json(&r);
+	assert_true(json_is_null(json_object_get(j, "traceparent")));
 	json_decref(j);
 	call(f->port, "DELETE", "/v1/t/items/a%2Fb", NULL, NULL, &r);
 	j = body_json(&r);
