@@ -1,0 +1,895 @@
+/* http: libmicrohttpd glue, request/reply objects, built-in routes, metrics, logs and drain.
+ * See http.h for the contracts.
+ *
+ * Request life: MHD calls the access handler once with the headers (we create the request,
+ * match the route and check Content-Length against the body limit), then once per body chunk,
+ * then once more with no data; only then is the handler run and the reply queued. Queuing
+ * earlier makes MHD close the connection after the reply, which is right for 413 and for
+ * refusals while draining, and wrong for everything else (it would defeat keep-alive). */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <talloc.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+
+#define DEFAULT_BODY_LIMIT (1u << 20)
+#define DEFAULT_THREADS    4
+#define DEFAULT_CONNS      1024
+#define DEFAULT_IDLE_S     60
+#define DEFAULT_GRACE_MS   30000
+#define REQ_POOL_SIZE      4096
+#define DISCARD_MAX        (1u << 20)
+
+/* Status codes with a preallocated counter slot per route and method; others take the
+ * registry's lock on each use (they are not expected on hot paths). */
+static const int slot_codes[] = {200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404,
+                                 405, 409, 412, 413, 415, 422, 429, 500, 501, 503, 504};
+#define NSLOTS   (sizeof(slot_codes) / sizeof(slot_codes[0]))
+#define NMETHODS (GH_HTTP__METHODS + 1) /* + one slot for unknown methods */
+
+typedef struct {
+	gh_http_server_t *srv;
+	gh_http_handler_t fn;
+	void *ud;
+	size_t body_limit;
+	const char *pattern;
+	gh_histogram_t *duration;
+	/* Registered on first use: a (route, method, code) series appears once it happened. */
+	_Atomic(gh_counter_t *) count[NMETHODS][NSLOTS];
+} route_t;
+
+typedef struct {
+	const char *name;
+	gh_http_ready_fn check;
+	void *ud;
+} ready_t;
+
+struct gh_http_server_s {
+	gh_http_config_t cfg;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	gh_router_t *router;
+	gh_metrics_t *metrics;
+	route_t *unmatched; /* metrics for requests no route took */
+	ready_t *ready;
+	unsigned nready;
+	struct MHD_Daemon *daemon;
+	uint16_t port;
+	int started;
+	atomic_int draining;
+	atomic_uint inflight;
+};
+
+typedef struct {
+	const char *name;
+	const char *value;
+} header_t;
+
+struct gh_http_req_s {
+	gh_http_server_t *srv;
+	struct MHD_Connection *conn;
+	const char *method_str;
+	gh_method_t method;
+	const char *path;
+	route_t *route; /* NULL: unmatched */
+	gh_route_match_t match;
+	int match_rc;
+	const char **param_values; /* decoded lazily */
+	char *body;
+	size_t body_len, body_cap, body_limit;
+	size_t too_large; /* bytes discarded past the limit */
+	json_t *json;
+	char request_id[65];
+	const char *traceparent;
+	int64_t t0_ns;
+	gh_err_t err;
+	header_t *headers;
+	unsigned nheaders;
+	int replied, queued;
+	gh_http_response_t resp;
+};
+
+/* ---- small helpers ---- */
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode n bytes into a new talloc string; '+' is a space when plus_space. A '%' not
+ * followed by two hex digits is kept literally. */
+static char *pct_decode(void *ctx, const char *s, size_t n, int plus_space)
+{
+	char *out = talloc_array(ctx, char, n + 1);
+	if (!out)
+		return NULL;
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		int hi, lo;
+		if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
+		    (lo = hexval(s[i + 2])) >= 0) {
+			out[o++] = (char)(hi * 16 + lo);
+			i += 2;
+		} else if (s[i] == '+' && plus_space) {
+			out[o++] = ' ';
+		} else {
+			out[o++] = s[i];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* A UUIDv7 for requests that came without an id. Request ids must be unique, not secret, so
+ * the random bits come from a per-thread splitmix64 seeded once from the kernel: gh_uuid_v7
+ * would cost a getrandom(2) call on every request. */
+static void gen_request_id(char out[65])
+{
+	static _Thread_local uint64_t state;
+	static const char hex[] = "0123456789abcdef";
+	if (!state) {
+		while (getrandom(&state, sizeof(state), 0) != sizeof(state) || !state)
+			;
+	}
+	uint8_t b[16];
+	uint64_t ms = (uint64_t)gh_clock_now_ms(gh_clock_real());
+	for (int i = 0; i < 6; i++)
+		b[i] = (uint8_t)(ms >> (8 * (5 - i)));
+	for (int w = 0; w < 2; w++) {
+		uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+		z ^= z >> 31;
+		for (int i = 0; i < 5; i++)
+			b[6 + w * 5 + i] = (uint8_t)(z >> (8 * i));
+	}
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x70);
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+	int o = 0;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	out[o] = '\0';
+}
+
+static int request_id_ok(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++) {
+		char c = s[n];
+		if (n == 64 ||
+		    !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == ':' || c == '-'))
+			return 0;
+	}
+	return n > 0;
+}
+
+/* W3C Trace Context: version-traceid-parentid-flags, lowercase hex, version ff invalid. */
+static int traceparent_ok(const char *s)
+{
+	if (strlen(s) != 55 || s[2] != '-' || s[35] != '-' || s[52] != '-')
+		return 0;
+	for (int i = 0; i < 55; i++) {
+		if (i == 2 || i == 35 || i == 52)
+			continue;
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	}
+	return strncmp(s, "ff", 2) != 0;
+}
+
+static int slot_of(int status)
+{
+	for (unsigned i = 0; i < NSLOTS; i++)
+		if (slot_codes[i] == status)
+			return (int)i;
+	return -1;
+}
+
+static const char *method_label(gh_method_t m)
+{
+	return m < GH_HTTP__METHODS ? gh_method_names[m] : "OTHER";
+}
+
+static gh_counter_t *register_counter(gh_http_server_t *s, const char *pattern, gh_method_t m,
+                                      int status)
+{
+	char labels[512];
+	snprintf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",code=\"%d\"", pattern,
+	         method_label(m), status);
+	return gh_metrics_counter(s->metrics, "ghasi_http_requests_total",
+	                          "HTTP requests by route, method and status code.", labels);
+}
+
+static void count_request(gh_http_server_t *s, route_t *rt, gh_method_t m, int status, int64_t ns)
+{
+	int slot = slot_of(status);
+	gh_counter_t *c = NULL;
+	if (slot >= 0) {
+		c = atomic_load_explicit(&rt->count[m][slot], memory_order_acquire);
+		if (!c) {
+			/* Registration is idempotent, so two threads racing here get the same one.
+			 */
+			c = register_counter(s, rt->pattern, m, status);
+			atomic_store_explicit(&rt->count[m][slot], c, memory_order_release);
+		}
+	} else {
+		c = register_counter(s, rt->pattern, m, status);
+	}
+	if (c)
+		gh_counter_inc(c);
+	if (rt->duration)
+		gh_histogram_observe_ns(rt->duration, ns);
+}
+
+static route_t *route_new(gh_http_server_t *s, const char *pattern, gh_http_handler_t fn, void *ud,
+                          size_t body_limit)
+{
+	route_t *rt = talloc_zero(s, route_t);
+	if (!rt)
+		return NULL;
+	rt->srv = s;
+	rt->fn = fn;
+	rt->ud = ud;
+	rt->body_limit = body_limit ? body_limit : s->cfg.body_limit;
+	rt->pattern = talloc_strdup(rt, pattern);
+	char labels[320];
+	snprintf(labels, sizeof(labels), "route=\"%s\"", pattern);
+	rt->duration = gh_metrics_histogram(s->metrics, "ghasi_http_request_duration_seconds",
+	                                    "HTTP request handling time by route.", labels);
+	if (!rt->pattern || !rt->duration) {
+		talloc_free(rt);
+		return NULL;
+	}
+	return rt;
+}
+
+/* ---- replies ---- */
+
+static int set_reply(gh_http_req_t *req, int status, const char *ctype, const void *body,
+                     size_t len, int copy)
+{
+	if (req->replied)
+		return -EALREADY;
+	const char *ct = talloc_strdup(req, ctype ? ctype : "application/octet-stream");
+	const void *b = body;
+	if (copy && len) {
+		b = talloc_memdup(req, body, len);
+		if (!b)
+			return -ENOMEM;
+	}
+	if (!ct)
+		return -ENOMEM;
+	req->resp = (gh_http_response_t){status, ct, len ? b : "", len};
+	req->replied = 1;
+	return 0;
+}
+
+int gh_http_set_header(gh_http_req_t *req, const char *name, const char *value)
+{
+	header_t *h = talloc_realloc(req, req->headers, header_t, req->nheaders + 1);
+	if (!h)
+		return -ENOMEM;
+	req->headers = h;
+	h[req->nheaders].name = talloc_strdup(req, name);
+	h[req->nheaders].value = talloc_strdup(req, value);
+	if (!h[req->nheaders].name || !h[req->nheaders].value)
+		return -ENOMEM;
+	req->nheaders++;
+	return 0;
+}
+
+int gh_http_reply_json(gh_http_req_t *req, int status, json_t *body)
+{
+	if (req->replied) {
+		json_decref(body);
+		return -EALREADY;
+	}
+	size_t len = 0;
+	char *s = gh_json_dump(body, req, &len);
+	json_decref(body);
+	if (!s)
+		return -ENOMEM;
+	return set_reply(req, status, "application/json", s, len, 0);
+}
+
+int gh_http_reply_error(gh_http_req_t *req, const gh_err_t *err)
+{
+	json_t *env = gh_err_envelope(err, req->request_id);
+	return gh_http_reply_json(req, gh_code_http_status(err->code), env);
+}
+
+int gh_http_reply_raw(gh_http_req_t *req, int status, const char *content_type, const void *body,
+                      size_t len)
+{
+	return set_reply(req, status, content_type, body, len, 1);
+}
+
+const gh_http_response_t *gh_http_response(const gh_http_req_t *req)
+{
+	return req->replied ? &req->resp : NULL;
+}
+
+int gh_http_reply_response(gh_http_req_t *req, const gh_http_response_t *r)
+{
+	return set_reply(req, r->status, r->content_type, r->body, r->len, 1);
+}
+
+static void reply_code(gh_http_req_t *req, gh_code_t code, const char *msg)
+{
+	gh_err_t e = {0};
+	gh_err_set(&e, code, NULL, "%s", msg);
+	gh_http_reply_error(req, &e);
+	gh_err_clear(&e);
+}
+
+/* ---- requests ---- */
+
+const char *gh_http_method(const gh_http_req_t *req) { return req->method_str; }
+const char *gh_http_path(const gh_http_req_t *req) { return req->path; }
+const char *gh_http_route_pattern(const gh_http_req_t *req)
+{
+	return req->route ? req->route->pattern : NULL;
+}
+const char *gh_http_request_id(const gh_http_req_t *req) { return req->request_id; }
+const char *gh_http_traceparent(const gh_http_req_t *req) { return req->traceparent; }
+void *gh_http_ctx(gh_http_req_t *req) { return req; }
+gh_err_t *gh_http_err(gh_http_req_t *req) { return &req->err; }
+
+const char *gh_http_param(const gh_http_req_t *creq, const char *name)
+{
+	gh_http_req_t *req = (gh_http_req_t *)creq; /* decoding caches into the request */
+	for (unsigned i = 0; i < req->match.nparams; i++) {
+		if (strcmp(req->match.params[i].name, name) != 0)
+			continue;
+		if (!req->param_values)
+			req->param_values =
+			    talloc_zero_array(req, const char *, req->match.nparams);
+		if (!req->param_values)
+			return NULL;
+		if (!req->param_values[i])
+			req->param_values[i] = pct_decode(req, req->match.params[i].value,
+			                                  req->match.params[i].len, 0);
+		return req->param_values[i];
+	}
+	return NULL;
+}
+
+const char *gh_http_query(const gh_http_req_t *creq, const char *name)
+{
+	gh_http_req_t *req = (gh_http_req_t *)creq;
+	/* The daemon keeps arguments raw (see unescape_none), so decode here. */
+	const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+	return raw ? pct_decode(req, raw, strlen(raw), 1) : NULL;
+}
+
+int gh_http_query_int(gh_http_req_t *req, const char *name, int64_t def, int64_t min, int64_t max,
+                      int64_t *out)
+{
+	const char *v = gh_http_query(req, name);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	long long x = strtoll(v, &end, 10);
+	if (!*v || *end || errno || x < min || x > max)
+		return gh_err_set(&req->err, GH_E_INVALID_ARGUMENT, name,
+		                  "%s must be an integer in [%" PRId64 ", %" PRId64 "]", name, min,
+		                  max);
+	*out = x;
+	return 0;
+}
+
+const char *gh_http_header(const gh_http_req_t *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *gh_http_body(const gh_http_req_t *req, size_t *len)
+{
+	if (len)
+		*len = req->body_len;
+	return req->body ? req->body : "";
+}
+
+int gh_http_json_body(gh_http_req_t *req, const gh_json_field_t *fields, json_t **out)
+{
+	*out = NULL;
+	if (!req->json) {
+		int rc = gh_json_parse_body(req->body, req->body_len, &req->json, &req->err);
+		if (rc < 0)
+			return rc;
+	}
+	if (fields) {
+		int rc = gh_json_check(req->json, fields, "", &req->err);
+		if (rc < 0)
+			return rc;
+	}
+	*out = req->json;
+	return 0;
+}
+
+int gh_http_idempotency_key(gh_http_req_t *req, const char **key)
+{
+	const char *k = gh_http_header(req, "Idempotency-Key");
+	*key = NULL;
+	if (!k)
+		return 0;
+	size_t n = strlen(k);
+	int ok = n >= 1 && n <= 255;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = k[i] >= 0x20 && k[i] <= 0x7e;
+	if (!ok)
+		return gh_err_set(&req->err, GH_E_INVALID_ARGUMENT, "Idempotency-Key",
+		                  "Idempotency-Key must be 1-255 printable ASCII characters");
+	*key = k;
+	return 0;
+}
+
+static int req_destructor(gh_http_req_t *req)
+{
+	json_decref(req->json);
+	gh_err_clear(&req->err);
+	return 0;
+}
+
+static gh_http_req_t *req_new(gh_http_server_t *s, struct MHD_Connection *c, const char *url,
+                              const char *method)
+{
+	/* One pool per request: the request and most of what handlers allocate is one malloc. */
+	gh_http_req_t *req = talloc_pooled_object(NULL, gh_http_req_t, 16, REQ_POOL_SIZE);
+	if (!req)
+		return NULL;
+	memset(req, 0, sizeof(*req));
+	talloc_set_destructor(req, req_destructor);
+	req->srv = s;
+	req->conn = c;
+	req->method_str = method;
+	req->method = gh_method_parse(method);
+	req->path = url;
+	req->t0_ns = gh_clock_mono_ns(gh_clock_real());
+	const char *rid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+	if (rid && request_id_ok(rid))
+		snprintf(req->request_id, sizeof(req->request_id), "%s", rid);
+	else
+		gen_request_id(req->request_id);
+	const char *tp = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
+	req->traceparent = tp && traceparent_ok(tp) ? tp : NULL;
+	return req;
+}
+
+/* ---- dispatch ---- */
+
+/* Decimal without printf: the request log line is formatted on every request. */
+static void fmt_u64(char out[24], uint64_t v)
+{
+	char t[24];
+	int n = 0;
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (int i = 0; i < n; i++)
+		out[i] = t[n - 1 - i];
+	out[n] = '\0';
+}
+
+static void log_request(gh_http_req_t *req, int64_t ns)
+{
+	int status = req->resp.status;
+	char st[24], us[24];
+	fmt_u64(st, (uint64_t)status);
+	fmt_u64(us, ns > 0 ? (uint64_t)ns / 1000 : 0);
+	gh_log_level_t lvl = status >= 500 ? GH_LOG_ERROR : GH_LOG_DEBUG;
+	gh_log(lvl, "http request", "method", req->method_str, "path", req->path, "route",
+	       req->route ? req->route->pattern : NULL, "status", st, "duration_us", us, "error",
+	       status >= 500 && req->err.code != GH_OK ? req->err.message : NULL, NULL);
+}
+
+static enum MHD_Result queue_reply_(gh_http_req_t *req);
+
+/* Queue the reply with the request's log context set on this thread (the handler and the
+ * request log line see it); MHD threads serve many requests, so it is cleared after. */
+static enum MHD_Result queue_reply(gh_http_req_t *req)
+{
+	gh_log_set_request_id(req->request_id);
+	gh_log_set_traceparent(req->traceparent);
+	enum MHD_Result rc = queue_reply_(req);
+	gh_log_set_request_id(NULL);
+	gh_log_set_traceparent(NULL);
+	return rc;
+}
+
+static enum MHD_Result queue_reply_(gh_http_req_t *req)
+{
+	gh_http_server_t *s = req->srv;
+	req->queued = 1;
+	struct MHD_Response *r = MHD_create_response_from_buffer(
+	    req->resp.len, (void *)req->resp.body, MHD_RESPMEM_PERSISTENT);
+	if (!r)
+		return MHD_NO;
+	enum MHD_Result ok = MHD_YES;
+	ok &= MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, req->resp.content_type);
+	ok &= MHD_add_response_header(r, "X-Request-Id", req->request_id);
+	for (unsigned i = 0; i < req->nheaders; i++)
+		ok &= MHD_add_response_header(r, req->headers[i].name, req->headers[i].value);
+	/* Draining, and after a refused upload (the client may still be sending): hang up. */
+	if (atomic_load(&s->draining) || req->resp.status == 413)
+		ok &= MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (ok)
+		ok = MHD_queue_response(req->conn, (unsigned)req->resp.status, r);
+	MHD_destroy_response(r);
+
+	int64_t ns = gh_clock_mono_ns(gh_clock_real()) - req->t0_ns;
+	count_request(s, req->route ? req->route : s->unmatched, req->method, req->resp.status, ns);
+	log_request(req, ns);
+	return ok;
+}
+
+static void dispatch(gh_http_req_t *req)
+{
+	if (req->match_rc == -ENOENT) {
+		reply_code(req, GH_E_NOT_FOUND, "no such resource");
+		return;
+	}
+	if (req->match_rc == -EOPNOTSUPP) {
+		char allow[128];
+		gh_router_allow_str(req->match.allow, allow, sizeof(allow));
+		gh_http_set_header(req, "Allow", allow);
+		reply_code(req, GH_E_METHOD_NOT_ALLOWED,
+		           talloc_asprintf(req, "method %s not allowed here", req->method_str));
+		return;
+	}
+	int rc = req->route->fn(req, req->route->ud);
+	if (!req->replied) {
+		if (req->err.code != GH_OK) {
+			gh_http_reply_error(req, &req->err);
+		} else {
+			gh_log(GH_LOG_ERROR, "handler returned without a reply", "route",
+			       req->route->pattern, NULL);
+			gh_err_set(&req->err, GH_E_INTERNAL, NULL, "internal error (rc %d)", rc);
+			reply_code(req, GH_E_INTERNAL, "internal error");
+		}
+	}
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+	gh_http_server_t *s = cls;
+	gh_http_req_t *req = *con_cls;
+	if (!req) {
+		req = req_new(s, c, url, method);
+		if (!req)
+			return MHD_NO;
+		*con_cls = req;
+		atomic_fetch_add(&s->inflight, 1);
+		if (atomic_load(&s->draining)) {
+			reply_code(req, GH_E_UNAVAILABLE, "server is shutting down");
+			return queue_reply(req);
+		}
+		req->match_rc =
+		    gh_router_match(s->router, req->method, url, strlen(url), &req->match);
+		req->route = req->match_rc == 0 ? req->match.target : NULL;
+		req->body_limit = req->route ? req->route->body_limit : s->cfg.body_limit;
+		const char *cl =
+		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl) {
+			unsigned long long n = strtoull(cl, NULL, 10);
+			if (n > req->body_limit) {
+				reply_code(req, GH_E_PAYLOAD_TOO_LARGE,
+				           talloc_asprintf(req, "body larger than %zu bytes",
+				                           req->body_limit));
+				return queue_reply(req);
+			}
+			if (n > 0 && req->route) {
+				req->body = talloc_size(req, (size_t)n + 1);
+				req->body_cap = req->body ? (size_t)n + 1 : 0;
+			}
+		}
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		size_t n = *upload_size;
+		*upload_size = 0;
+		if (req->queued || !req->route)
+			return MHD_YES; /* discarded: the answer does not depend on it */
+		if (req->too_large || req->body_len + n > req->body_limit) {
+			/* MHD cannot queue a reply in the middle of an upload (chunked, or a
+			 * Content-Length that lied): stop storing, answer 413 once the upload
+			 * ends, and hang up on a client that keeps sending far past the limit. */
+			req->too_large += n;
+			return req->too_large > DISCARD_MAX ? MHD_NO : MHD_YES;
+		}
+		if (req->body_len + n + 1 > req->body_cap) {
+			size_t cap = req->body_cap ? req->body_cap : 4096;
+			while (cap < req->body_len + n + 1)
+				cap *= 2;
+			char *b = talloc_realloc_size(req, req->body, cap);
+			if (!b)
+				return MHD_NO;
+			req->body = b;
+			req->body_cap = cap;
+		}
+		memcpy(req->body + req->body_len, upload, n);
+		req->body_len += n;
+		req->body[req->body_len] = '\0';
+		return MHD_YES;
+	}
+	if (req->queued)
+		return MHD_YES;
+	gh_log_set_request_id(req->request_id);
+	gh_log_set_traceparent(req->traceparent);
+	if (req->too_large)
+		reply_code(req, GH_E_PAYLOAD_TOO_LARGE,
+		           talloc_asprintf(req, "body larger than %zu bytes", req->body_limit));
+	else
+		dispatch(req);
+	enum MHD_Result rc = queue_reply_(req);
+	gh_log_set_request_id(NULL);
+	gh_log_set_traceparent(NULL);
+	return rc;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	gh_http_server_t *s = cls;
+	gh_http_req_t *req = *con_cls;
+	if (!req)
+		return;
+	*con_cls = NULL;
+	talloc_free(req);
+	atomic_fetch_sub(&s->inflight, 1);
+}
+
+/* Keep the path and the query arguments raw: path parameters must be split on '/' before
+ * decoding (an id may contain %2F), and '+' means a space only in the query. */
+static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s) { return strlen(s); }
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	size_t n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	gh_log(GH_LOG_WARN, "libmicrohttpd", "detail", buf, NULL);
+}
+
+/* ---- built-in routes ---- */
+
+static int h_healthz(gh_http_req_t *req, void *ud)
+{
+	return gh_http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static int h_readyz(gh_http_req_t *req, void *ud)
+{
+	gh_http_server_t *s = ud;
+	json_t *checks = json_object();
+	char *failing = NULL;
+	for (unsigned i = 0; i < s->nready; i++) {
+		char why[256] = "";
+		int rc = s->ready[i].check(s->ready[i].ud, why, sizeof(why));
+		if (rc == 0) {
+			json_object_set_new(checks, s->ready[i].name, json_string("ok"));
+			continue;
+		}
+		json_object_set_new(checks, s->ready[i].name,
+		                    json_string(why[0] ? why : "not ready"));
+		failing = failing ? talloc_asprintf_append(failing, ", %s", s->ready[i].name)
+		                  : talloc_strdup(req, s->ready[i].name);
+	}
+	if (!failing)
+		return gh_http_reply_json(
+		    req, 200, json_pack("{s:s, s:o}", "status", "ok", "checks", checks));
+	gh_err_t *e = gh_http_err(req);
+	gh_err_set(e, GH_E_UNAVAILABLE, NULL, "not ready: %s", failing);
+	gh_err_detail(e, "checks", checks);
+	return gh_http_reply_error(req, e);
+}
+
+static int h_metrics(gh_http_req_t *req, void *ud)
+{
+	gh_http_server_t *s = ud;
+	char *out = NULL;
+	size_t len = 0;
+	if (gh_metrics_render(s->metrics, req, &out, &len) < 0)
+		return gh_err_set(gh_http_err(req), GH_E_INTERNAL, NULL, "metrics render failed");
+	return set_reply(req, 200, "text/plain; version=0.0.4", out, len, 0);
+}
+
+/* ---- server ---- */
+
+static int server_destructor(gh_http_server_t *s)
+{
+	gh_http_server_stop(s);
+	return 0;
+}
+
+gh_http_server_t *gh_http_server_new(void *ctx, const gh_http_config_t *cfg)
+{
+	gh_http_server_t *s = talloc_zero(ctx, gh_http_server_t);
+	if (!s)
+		return NULL;
+	s->cfg = *cfg;
+	if (!s->cfg.threads)
+		s->cfg.threads = DEFAULT_THREADS;
+	if (!s->cfg.body_limit)
+		s->cfg.body_limit = DEFAULT_BODY_LIMIT;
+	if (!s->cfg.conn_limit)
+		s->cfg.conn_limit = DEFAULT_CONNS;
+	if (!s->cfg.idle_timeout_s)
+		s->cfg.idle_timeout_s = DEFAULT_IDLE_S;
+	const char *bind = cfg->bind ? cfg->bind : "127.0.0.1";
+	s->cfg.bind = talloc_strdup(s, bind);
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&s->addr;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&s->addr;
+	if (inet_pton(AF_INET, bind, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons(cfg->port);
+		s->addrlen = sizeof(*v4);
+	} else if (inet_pton(AF_INET6, bind, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons(cfg->port);
+		s->addrlen = sizeof(*v6);
+	} else {
+		gh_log(GH_LOG_ERROR, "http: bad bind address", "bind", bind, NULL);
+		talloc_free(s);
+		return NULL;
+	}
+	s->metrics = cfg->metrics ? cfg->metrics : gh_metrics_new(s);
+	s->router = gh_router_new(s);
+	if (!s->cfg.bind || !s->metrics || !s->router)
+		goto fail;
+	s->unmatched = route_new(s, "unmatched", NULL, NULL, 0);
+	if (!s->unmatched || gh_http_route(s, "GET", "/healthz", h_healthz, s) < 0 ||
+	    gh_http_route(s, "GET", "/readyz", h_readyz, s) < 0 ||
+	    gh_http_route(s, "GET", "/metrics", h_metrics, s) < 0)
+		goto fail;
+	talloc_set_destructor(s, server_destructor);
+	return s;
+fail:
+	talloc_free(s);
+	return NULL;
+}
+
+int gh_http_route_ex(gh_http_server_t *s, const char *method, const char *pattern,
+                     gh_http_handler_t fn, void *ud, const gh_http_route_opts_t *opts)
+{
+	if (s->started)
+		return -EBUSY;
+	gh_method_t m = gh_method_parse(method);
+	if (m == GH_HTTP_UNKNOWN || !fn)
+		return -EINVAL;
+	route_t *rt = route_new(s, pattern, fn, ud, opts ? opts->body_limit : 0);
+	if (!rt)
+		return -ENOMEM;
+	int rc = gh_router_add(s->router, m, pattern, rt);
+	if (rc < 0)
+		talloc_free(rt);
+	return rc;
+}
+
+int gh_http_route(gh_http_server_t *s, const char *method, const char *pattern,
+                  gh_http_handler_t fn, void *ud)
+{
+	return gh_http_route_ex(s, method, pattern, fn, ud, NULL);
+}
+
+int gh_http_readiness(gh_http_server_t *s, const char *name, gh_http_ready_fn check, void *ud)
+{
+	if (s->started)
+		return -EBUSY;
+	if (!name || !check)
+		return -EINVAL;
+	ready_t *r = talloc_realloc(s, s->ready, ready_t, s->nready + 1);
+	if (!r)
+		return -ENOMEM;
+	s->ready = r;
+	r[s->nready] = (ready_t){talloc_strdup(s, name), check, ud};
+	if (!r[s->nready].name)
+		return -ENOMEM;
+	s->nready++;
+	return 0;
+}
+
+int gh_http_server_start(gh_http_server_t *s)
+{
+	if (s->started)
+		return -EBUSY;
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	if (s->addr.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	struct MHD_OptionItem opts[] = {
+	    {MHD_OPTION_SOCK_ADDR, 0, &s->addr},
+	    {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+	    {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_none, NULL},
+	    {MHD_OPTION_CONNECTION_LIMIT, s->cfg.conn_limit, NULL},
+	    {MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.idle_timeout_s, NULL},
+	    {s->cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->cfg.threads,
+	     NULL},
+	    {MHD_OPTION_END, 0, NULL},
+	};
+	s->daemon =
+	    MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+	                     mhd_logger, NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+	if (!s->daemon) {
+		gh_log(GH_LOG_ERROR, "http: cannot start server", "bind", s->cfg.bind, NULL);
+		return -EADDRINUSE;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = di ? di->port : s->cfg.port;
+	s->started = 1;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", s->port);
+	gh_log(GH_LOG_INFO, "http: listening", "bind", s->cfg.bind, "port", port, NULL);
+	return 0;
+}
+
+uint16_t gh_http_server_port(const gh_http_server_t *s) { return s->daemon ? s->port : 0; }
+
+unsigned gh_http_server_inflight(const gh_http_server_t *s) { return atomic_load(&s->inflight); }
+
+void gh_http_server_stop(gh_http_server_t *s)
+{
+	if (s->daemon) {
+		MHD_stop_daemon(s->daemon);
+		s->daemon = NULL;
+	}
+}
+
+int gh_http_server_drain(gh_http_server_t *s, unsigned grace_ms)
+{
+	if (!s->daemon)
+		return 0;
+	atomic_store(&s->draining, 1);
+	MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	int64_t deadline = gh_clock_mono_ns(gh_clock_real()) +
+	                   (int64_t)(grace_ms ? grace_ms : DEFAULT_GRACE_MS) * 1000000;
+	int rc = 0;
+	while (atomic_load(&s->inflight) > 0) {
+		if (gh_clock_mono_ns(gh_clock_real()) >= deadline) {
+			char n[16];
+			snprintf(n, sizeof(n), "%u", atomic_load(&s->inflight));
+			gh_log(GH_LOG_WARN, "http: drain grace over, cutting requests off",
+			       "inflight", n, NULL);
+			rc = -ETIMEDOUT;
+			break;
+		}
+		nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+	}
+	gh_http_server_stop(s);
+	gh_log(GH_LOG_INFO, "http: stopped", NULL);
+	return rc;
+}
