@@ -4,9 +4,24 @@
 
 #define GH_VERSION "0.1.0"
 
+#include "audit.h"
+#include "bus.h"
 #include "clock.h"
+#include "config.h"
+#include "e164.h"
 #include "err.h"
+#include "hist.h"
+#include "http.h"
+#include "json.h"
+#include "lease.h"
 #include "log.h"
+#include "metrics.h"
+#include "migrate.h"
+#include "outbox.h"
+#include "router.h"
+#include "scheduler.h"
+#include "service.h"
+#include "store.h"
 #include "uuid.h"
 
 #endif

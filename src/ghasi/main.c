@@ -1,16 +1,21 @@
-/* ghasi: one binary, subcommands serve, migrate, version. */
+/* ghasi: one binary; subcommands serve, migrate, version. */
 #include <stdio.h>
 #include <string.h>
+#include <talloc.h>
 
 #include "gh-core.h"
+#include "services.h"
+
+extern char **environ;
 
 static int usage(FILE *f)
 {
 	fprintf(f, "usage: ghasi [--config FILE] <command>\n"
 	           "commands:\n"
-	           "  serve     host the registered services\n"
-	           "  migrate   apply pending database migrations and exit\n"
-	           "  version   print the version\n");
+	           "  serve          host the enabled services until SIGTERM\n"
+	           "  migrate        apply pending database migrations and exit\n"
+	           "  print-config   print the effective configuration (secrets masked)\n"
+	           "  version        print the version\n");
 	return f == stderr ? 2 : 0;
 }
 
@@ -31,11 +36,36 @@ int main(int argc, char **argv)
 	if (i >= argc)
 		return usage(stderr);
 	const char *cmd = argv[i];
-	(void)config_path;
 	if (strcmp(cmd, "version") == 0) {
 		printf("ghasi %s\n", GH_VERSION);
 		return 0;
 	}
-	fprintf(stderr, "ghasi: unknown command '%s'\n", cmd);
-	return usage(stderr);
+	int is_serve = strcmp(cmd, "serve") == 0, is_migrate = strcmp(cmd, "migrate") == 0,
+	    is_print = strcmp(cmd, "print-config") == 0;
+	if (!is_serve && !is_migrate && !is_print) {
+		fprintf(stderr, "ghasi: unknown command '%s'\n", cmd);
+		return usage(stderr);
+	}
+
+	void *root = talloc_named_const(NULL, 0, "ghasi");
+	gh_config_t *cfg = NULL;
+	gh_err_t err = {0};
+	if (gh_config_load(root, config_path, environ, &cfg, &err) < 0) {
+		fprintf(stderr, "ghasi: configuration: %s\n", err.message);
+		gh_err_clear(&err);
+		talloc_free(root);
+		return 2;
+	}
+	gh_log_init("ghasi", (gh_log_level_t)cfg->log.level);
+	int rc;
+	if (is_print) {
+		fputs(gh_config_dump(root, cfg), stdout);
+		rc = 0;
+	} else if (is_migrate) {
+		rc = ghasi_migrate(root, cfg);
+	} else {
+		rc = ghasi_serve(root, cfg);
+	}
+	talloc_free(root);
+	return rc;
 }
