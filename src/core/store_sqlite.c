@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <talloc.h>
 
 #include "store_impl.h"
@@ -35,6 +36,22 @@ static int lite_err(gh_conn_t *c, int rc)
 	}
 }
 
+/* Create the directories above a database file (mkdir -p), so an embedded deployment starts
+ * on an empty data directory. Errors surface at sqlite3_open. */
+static void make_parent_dirs(const char *path)
+{
+	char buf[4096];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		mkdir(buf, 0750);
+		*p = '/';
+	}
+}
+
 static int lite_connect(gh_conn_t *c)
 {
 	const gh_store_opts_t *o = &c->store->opts;
@@ -43,6 +60,8 @@ static int lite_connect(gh_conn_t *c)
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
 	            (mem ? SQLITE_OPEN_URI : 0);
 	sqlite3 *db = NULL;
+	if (!mem)
+		make_parent_dirs(path);
 	int rc = sqlite3_open_v2(path, &db, flags, NULL);
 	if (rc != SQLITE_OK) {
 		gh__conn_seterr(c, "%s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
