@@ -146,41 +146,48 @@ int num_index_new(void *ctx, size_t max_numbers, uint32_t max_tenants, num_index
 
 /* ---- tenants ---------------------------------------------------------------------------- */
 
-static uint32_t str_hash(const char *s, size_t *len)
+/* Word at a time: tenant ids are UUIDs, hashed on every validate. */
+static uint32_t str_hash(const char *s, size_t len)
 {
-	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-	const char *p = s;
-	for (; *p; p++)
-		h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-	*len = (size_t)(p - s);
-	return (uint32_t)mix(h);
+	uint64_t h = len * 0x9e3779b97f4a7c15ULL, w;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, s + i, 8);
+		h = mix(h ^ w);
+	}
+	w = 0;
+	memcpy(&w, s + i, len - i);
+	return (uint32_t)mix(h ^ w);
 }
 
-/* Slot in tmap holding tenant_id, or the empty slot where it would go; *tidx 0 when absent. */
-static uint32_t tenant_probe(const num_index_t *ix, const char *tenant_id, uint32_t *tidx)
+/* Slot in tmap holding the id s[0..len), or the empty slot where it would go; *tidx 0 when
+ * absent. */
+static uint32_t tenant_probe(const num_index_t *ix, const char *s, size_t len, uint32_t *tidx)
 {
-	size_t len;
-	uint32_t i = str_hash(tenant_id, &len) & ix->tmap_mask;
+	uint32_t i = str_hash(s, len) & ix->tmap_mask;
 	for (;; i = (i + 1) & ix->tmap_mask) {
 		uint32_t v = atomic_load_explicit(&ix->tmap[i], memory_order_acquire);
-		if (v == 0 || strcmp(ix->tenants[v].id, tenant_id) == 0) {
+		if (v == 0 || memcmp(ix->tenants[v].id, s, len + 1) == 0) {
 			*tidx = v;
 			return i;
 		}
 	}
 }
 
-static bool tenant_id_ok(const char *id)
+/* Length of a valid tenant id (1..NUM_TENANT_ID_MAX bytes), 0 when invalid. */
+static size_t tenant_id_len(const char *id)
 {
-	return id && *id && strnlen(id, NUM_TENANT_ID_MAX + 1) <= NUM_TENANT_ID_MAX;
+	size_t n = id ? strnlen(id, NUM_TENANT_ID_MAX + 1) : 0;
+	return n <= NUM_TENANT_ID_MAX ? n : 0;
 }
 
 int num_index_tenant_find(const num_index_t *ix, const char *tenant_id, uint32_t *tidx)
 {
 	uint32_t v;
-	if (!tenant_id_ok(tenant_id))
+	size_t len = tenant_id_len(tenant_id);
+	if (!len)
 		return -ENOENT;
-	tenant_probe(ix, tenant_id, &v);
+	tenant_probe(ix, tenant_id, len, &v);
 	if (!v)
 		return -ENOENT;
 	*tidx = v;
@@ -189,11 +196,12 @@ int num_index_tenant_find(const num_index_t *ix, const char *tenant_id, uint32_t
 
 int num_index_tenant_intern(num_index_t *ix, const char *tenant_id, uint32_t *tidx)
 {
-	if (!ix || !tidx || !tenant_id_ok(tenant_id))
+	size_t len = tenant_id_len(tenant_id);
+	if (!ix || !tidx || !len)
 		return -EINVAL;
 	int rc = 0;
 	pthread_mutex_lock(&ix->wlock);
-	uint32_t v, at = tenant_probe(ix, tenant_id, &v);
+	uint32_t v, at = tenant_probe(ix, tenant_id, len, &v);
 	if (!v) {
 		uint32_t n = atomic_load_explicit(&ix->n_tenants, memory_order_relaxed);
 		if (n >= ix->max_tenants) {
@@ -201,7 +209,7 @@ int num_index_tenant_intern(num_index_t *ix, const char *tenant_id, uint32_t *ti
 			goto out;
 		}
 		v = n + 1;
-		strcpy(ix->tenants[v].id, tenant_id);
+		memcpy(ix->tenants[v].id, tenant_id, len + 1);
 		atomic_store_explicit(&ix->tenants[v].status, NUM_POOL_UNKNOWN,
 		                      memory_order_relaxed);
 		atomic_store_explicit(&ix->n_tenants, v, memory_order_release);
