@@ -3,6 +3,7 @@
 
 #include <ftw.h>
 #include <libpq-fe.h>
+#include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,4 +84,15 @@ char *gh_test_store_url(gh_test_backend_t b, const char *tmpdir)
 	if (asprintf(&url, "%.*s/%s", (int)(slash - admin), admin, db) < 0)
 		return NULL;
 	return url;
+}
+
+void gh_test_nats_delete_stream(const char *url, const char *stream)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	if (url && natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+	    natsConnection_JetStream(&js, nc, NULL) == NATS_OK)
+		js_DeleteStream(js, stream, NULL, NULL);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
 }

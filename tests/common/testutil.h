@@ -25,6 +25,10 @@ const char *gh_test_nats_url(void);
 	} while (0)
 int gh_test_required(void);
 
+/* Delete a JetStream stream (tests clean up after themselves: streams with overlapping subjects
+ * cannot coexist on one server). Errors are ignored. */
+void gh_test_nats_delete_stream(const char *url, const char *stream);
+
 /* A fresh temp dir (mkdtemp under $TMPDIR or /tmp); caller frees with gh_test_rmtree. */
 char *gh_test_tmpdir(void);
 void gh_test_rmtree(const char *path);

@@ -169,22 +169,11 @@ static void env_open_with(env_t *e, int nats, int tail)
 
 static void env_open(env_t *e, int nats) { env_open_with(e, nats, 0); }
 
-static void delete_stream(const char *url, const char *stream)
-{
-	natsConnection *nc = NULL;
-	jsCtx *js = NULL;
-	if (natsConnection_ConnectTo(&nc, url) == NATS_OK &&
-	    natsConnection_JetStream(&js, nc, NULL) == NATS_OK)
-		js_DeleteStream(js, stream, NULL, NULL);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(nc);
-}
-
 static void env_close(env_t *e)
 {
 	talloc_free(e->ctx);
 	if (e->nats)
-		delete_stream(e->url, e->stream);
+		gh_test_nats_delete_stream(e->url, e->stream);
 }
 
 /* "<prefix>.<rest>" in a static rotating buffer. */
@@ -528,7 +517,7 @@ static void test_nats_default_stream_accepts_events_and_dead_letters(void **stat
 	ctx = talloc_new(NULL);
 	assert_int_equal(gh_bus_open(ctx, gh_test_nats_url(), NULL, &b), 0);
 	talloc_free(ctx);
-	delete_stream(gh_test_nats_url(), "GHASI");
+	gh_test_nats_delete_stream(gh_test_nats_url(), "GHASI");
 }
 
 static void test_nats_unreachable_server_refused(void **state)

@@ -60,6 +60,8 @@ typedef struct {
 	gh_bus_sub_t *sub;
 	sink_t sink;
 	char prefix[16];
+	char stream[32];
+	int nats;
 	char type_a[64], type_b[64];
 } fx_t;
 
@@ -81,16 +83,17 @@ static int fx_open(fx_t *fx, gh_test_backend_t sb, int nats)
 	gh_err_t err = {0};
 	assert_int_equal(gh_migrate_run(fx->store, "core", gh_sql_files, &err), 0);
 
-	char id[37], stream[32], subj[32];
+	char id[37], subj[32];
+	fx->nats = nats;
 	gh_uuid_v4(id);
 	snprintf(fx->prefix, sizeof(fx->prefix), "ob%.8s", id);
-	snprintf(stream, sizeof(stream), "OB%.8s", id);
+	snprintf(fx->stream, sizeof(fx->stream), "OB%.8s", id);
 	snprintf(subj, sizeof(subj), "%s.>", fx->prefix);
 	snprintf(fx->type_a, sizeof(fx->type_a), "%s.thing.created.v1", fx->prefix);
 	snprintf(fx->type_b, sizeof(fx->type_b), "%s.thing.changed.v1", fx->prefix);
 	const char *subjects[] = {subj};
 	gh_bus_opts_t bo = {
-	    .stream = stream, .subjects = subjects, .n_subjects = 1, .memory_storage = 1};
+	    .stream = fx->stream, .subjects = subjects, .n_subjects = 1, .memory_storage = 1};
 	assert_int_equal(gh_bus_open(fx->ctx, bus_url, &bo, &fx->bus), 0);
 	pthread_mutex_init(&fx->sink.mu, NULL);
 	fx->sink.got = json_array();
@@ -104,6 +107,8 @@ static void fx_close(fx_t *fx)
 	if (fx->bus)
 		gh_bus_close(fx->bus);
 	talloc_free(fx->ctx);
+	if (fx->nats && fx->stream[0])
+		gh_test_nats_delete_stream(gh_test_nats_url(), fx->stream);
 	json_decref(fx->sink.got);
 	gh_test_rmtree(fx->dir);
 	free(fx->dir);
