@@ -15,142 +15,24 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "httpc.h"
 #include "log.h"
 #include "testutil.h"
 #include "uuid.h"
 
-/* ---- a raw HTTP/1.1 client ---- */
+/* ---- the raw HTTP/1.1 client of tests/common/httpc.h, under short names ---- */
 
-typedef struct {
-	int fd;
-	char buf[1 << 16];
-	size_t len;
-} conn_t;
-
-typedef struct {
-	int status;
-	char head[4096];
-	char body[1 << 15];
-	size_t body_len;
-} resp_t;
-
-static int tcp_connect(uint16_t port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	struct timeval tv = {10, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static conn_t *conn_open(uint16_t port)
-{
-	conn_t *c = calloc(1, sizeof(*c));
-	c->fd = tcp_connect(port);
-	assert_true(c->fd >= 0);
-	return c;
-}
-
-static void conn_close(conn_t *c)
-{
-	close(c->fd);
-	free(c);
-}
-
-static void conn_send(conn_t *c, const char *data, size_t n)
-{
-	while (n) {
-		ssize_t w = send(c->fd, data, n, MSG_NOSIGNAL);
-		assert_true(w > 0);
-		data += w;
-		n -= (size_t)w;
-	}
-}
-
-/* Value of a response header (case-insensitive name) into out; NULL when absent. */
-static const char *hdr(const resp_t *r, const char *name, char *out, size_t n)
-{
-	size_t nl = strlen(name);
-	for (const char *p = strstr(r->head, "\r\n"); p && p[2]; p = strstr(p + 2, "\r\n")) {
-		const char *l = p + 2;
-		if (strncasecmp(l, name, nl) == 0 && l[nl] == ':') {
-			const char *v = l + nl + 1;
-			while (*v == ' ')
-				v++;
-			size_t vl = strcspn(v, "\r");
-			snprintf(out, n, "%.*s", (int)vl, v);
-			return out;
-		}
-	}
-	return NULL;
-}
-
-/* Read one response; 0, or -1 when the server closed first. */
-static int conn_read(conn_t *c, resp_t *r)
-{
-	memset(r, 0, sizeof(*r));
-	char *end;
-	while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4))) {
-		ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
-		if (n <= 0)
-			return -1;
-		c->len += (size_t)n;
-	}
-	size_t hlen = (size_t)(end - c->buf) + 4;
-	assert_true(hlen < sizeof(r->head));
-	memcpy(r->head, c->buf, hlen);
-	r->head[hlen] = '\0';
-	assert_int_equal(sscanf(r->head, "HTTP/1.1 %d", &r->status), 1);
-	char v[32];
-	size_t cl = hdr(r, "Content-Length", v, sizeof(v)) ? strtoul(v, NULL, 10) : 0;
-	assert_true(cl < sizeof(r->body));
-	while (c->len < hlen + cl) {
-		ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
-		if (n <= 0)
-			return -1;
-		c->len += (size_t)n;
-	}
-	memcpy(r->body, c->buf + hlen, cl);
-	r->body[cl] = '\0';
-	r->body_len = cl;
-	memmove(c->buf, c->buf + hlen + cl, c->len - hlen - cl);
-	c->len -= hlen + cl;
-	return 0;
-}
-
-static int closed_by_peer(conn_t *c)
-{
-	char b;
-	return recv(c->fd, &b, 1, 0) == 0;
-}
-
-static void request(conn_t *c, const char *method, const char *path, const char *extra,
-                    const char *body, resp_t *r)
-{
-	char req[8192];
-	int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: t\r\n%s", method, path,
-	                 extra ? extra : "");
-	if (body)
-		n += snprintf(req + n, sizeof(req) - (size_t)n, "Content-Length: %zu\r\n",
-		              strlen(body));
-	n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n%s", body ? body : "");
-	conn_send(c, req, (size_t)n);
-	assert_int_equal(conn_read(c, r), 0);
-}
-
-/* One request on a fresh connection. */
-static void call(uint16_t port, const char *method, const char *path, const char *extra,
-                 const char *body, resp_t *r)
-{
-	conn_t *c = conn_open(port);
-	request(c, method, path, extra, body, r);
-	conn_close(c);
-}
+typedef gh_test_http_conn_t conn_t;
+typedef gh_test_http_resp_t resp_t;
+#define tcp_connect    gh_test_http_connect
+#define conn_open      gh_test_http_open
+#define conn_close     gh_test_http_close
+#define conn_send      gh_test_http_send
+#define conn_read      gh_test_http_read
+#define closed_by_peer gh_test_http_closed_by_peer
+#define hdr            gh_test_http_header
+#define request        gh_test_http_exchange
+#define call           gh_test_http_request
 
 static json_t *body_json(const resp_t *r)
 {
