@@ -12,6 +12,7 @@
 #include "err.h"
 #include "hist.h"
 #include "http.h"
+#include "idem.h"
 #include "json.h"
 #include "lease.h"
 #include "log.h"

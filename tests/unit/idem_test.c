@@ -40,52 +40,6 @@ typedef struct {
 	atomic_int mode;
 } fx_t;
 
-/* ---- schema: sql/core/NNNN_name[.pg|.sqlite].sql from the source tree ---- */
-
-static char *slurp(void *ctx, const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	char *s = talloc_strdup(ctx, "");
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		s = talloc_strndup_append_buffer(s, buf, n);
-	fclose(f);
-	return s;
-}
-
-static gh_sql_file_t *core_migrations(void *ctx)
-{
-	const char *root = getenv("GH_SOURCE_ROOT");
-	assert_non_null(root);
-	char *dir = talloc_asprintf(ctx, "%s/sql/core", root);
-	struct dirent **ents;
-	int n = scandir(dir, &ents, NULL, alphasort);
-	assert_true(n > 0);
-	gh_sql_file_t *files = talloc_zero_array(ctx, gh_sql_file_t, (size_t)n + 1);
-	int k = 0;
-	for (int i = 0; i < n; i++) {
-		char *name = talloc_strdup(ctx, ents[i]->d_name);
-		char *path = talloc_asprintf(ctx, "%s/%s", dir, ents[i]->d_name);
-		free(ents[i]);
-		size_t len = strlen(name);
-		if (len < 5 || strcmp(name + len - 4, ".sql") != 0)
-			continue;
-		name[len - 4] = '\0';
-		char *dot = strchr(name, '.');
-		if (dot)
-			*dot = '\0';
-		files[k].service = "core";
-		files[k].name = name;
-		files[k].dialect = dot ? dot + 1 : NULL;
-		files[k].sql = slurp(ctx, path);
-		k++;
-	}
-	free(ents);
-	return files;
-}
-
 /* ---- the application: POST creates a thing, idempotently ---- */
 
 static const gh_json_field_t thing_fields[] = {
@@ -162,7 +116,7 @@ static int fx_open(fx_t *fx, gh_test_backend_t b)
 	assert_int_equal(
 	    gh_store_open(fx->ctx, fx->url, &(gh_store_opts_t){.pool_size = 8}, &fx->store), 0);
 	gh_err_t err = {0};
-	assert_int_equal(gh_migrate_run(fx->store, "core", core_migrations(fx->ctx), &err), 0);
+	assert_int_equal(gh_migrate_run(fx->store, "core", gh_sql_files, &err), 0);
 	gh_conn_t *c;
 	assert_int_equal(gh_store_acquire(fx->store, 5000, &c), 0);
 	assert_int_equal(
