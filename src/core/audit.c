@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -22,42 +23,139 @@ static void hex(const unsigned char *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not valid UTF-8 by the rules
+ * jansson's json_string() applies: no continuation byte first, no overlong form, no surrogate,
+ * nothing above U+10FFFF. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned c = s[0];
+	size_t n;
+	uint32_t v;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, v = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, v = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, v = c & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
+			return 0;
+		v = (v << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10ffff ||
+	    (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	return n;
+}
 
+/* Append s as a JSON string exactly as jansson's json_dumps(JSON_COMPACT) writes it: '"' and
+ * '\\' escaped, \b \f \n \r \t by name, other controls below 0x20 as \u00XX (upper-case hex),
+ * everything else (DEL, '/', non-ASCII) as is. Returns the new end, or NULL for invalid UTF-8.
+ * The caller reserves 6 bytes per input byte plus 2. */
+static char *put_str(char *o, const char *str)
+{
+	static const char hexd[] = "0123456789ABCDEF";
+	const unsigned char *s = (const unsigned char *)str;
+	*o++ = '"';
+	while (*s) {
+		unsigned c = *s;
+		if (c >= 0x80) {
+			size_t n = utf8_len(s);
+			if (!n)
+				return NULL;
+			memcpy(o, s, n);
+			o += n, s += n;
+			continue;
+		}
+		s++;
+		if (c >= 0x20 && c != '"' && c != '\\') {
+			*o++ = (char)c;
+			continue;
+		}
+		*o++ = '\\';
+		switch (c) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		default:
+			memcpy(o, "u00", 3);
+			o[3] = hexd[c >> 4];
+			o[4] = hexd[c & 15];
+			o += 5;
+		}
+	}
+	*o++ = '"';
+	return o;
+}
+
+static char *put_lit(char *o, const char *lit)
+{
+	size_t n = strlen(lit);
+	memcpy(o, lit, n);
+	return o + n;
+}
+
+static char *put_str_or_null(char *o, const char *s)
+{
+	return s ? put_str(o, s) : put_lit(o, "null");
+}
+
+static char *put_i64(char *o, int64_t v) { return o + sprintf(o, "%lld", (long long)v); }
+
+/* The canonical row is what json_dumps(JSON_SORT_KEYS | JSON_COMPACT) makes of the row object:
+ * the audit log's definition (audit.h) and the form of every hash already stored. It is written
+ * by hand because building and dumping a jansson object per row was a third of an append's cost;
+ * tests/unit/audit_test.c checks both forms agree byte for byte. */
 int gh_audit_row_hash(const char *chain, int64_t seq, const gh_audit_rec_t *rec,
                       const char *payload_text, const char *prev_hash, char out[65])
 {
-	json_t *row = json_object();
-	if (!row)
+	const char *strs[] = {rec->action,    rec->actor,       chain,
+	                      rec->entity_id, rec->entity_type, payload_text,
+	                      prev_hash,      rec->request_id,  rec->tenant_id};
+	size_t need = 256 + 2 * 21; /* keys, punctuation, two integers */
+	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+		need += strs[i] ? 6 * strlen(strs[i]) + 2 : 4;
+	char stackbuf[2048];
+	char *buf = need <= sizeof(stackbuf) ? stackbuf : malloc(need);
+	if (!buf)
 		return -ENOMEM;
-	json_object_set_new(row, "action", json_string(rec->action));
-	json_object_set_new(row, "actor", json_string(rec->actor));
-	json_object_set_new(row, "chain", json_string(chain));
-	json_object_set_new(row, "entity_id", json_string(rec->entity_id));
-	json_object_set_new(row, "entity_type", json_string(rec->entity_type));
-	json_object_set_new(row, "payload", json_string(payload_text));
-	json_object_set_new(row, "prev_hash", json_string(prev_hash));
-	json_object_set_new(row, "request_id", str_or_null(rec->request_id));
-	json_object_set_new(row, "seq", json_integer(seq));
-	json_object_set_new(row, "tenant_id", str_or_null(rec->tenant_id));
-	json_object_set_new(row, "ts_ms", json_integer(rec->ts_ms));
-	/* json_string() refuses invalid UTF-8: such a row cannot be hashed canonically */
-	if (json_object_size(row) != 11) {
-		json_decref(row);
-		return -EINVAL;
-	}
-	char *text = json_dumps(row, JSON_SORT_KEYS | JSON_COMPACT);
-	json_decref(row);
-	if (!text)
-		return -ENOMEM;
+	int rc = -EINVAL;
+	char *o = buf;
+	/* keys in strcmp order; a NULL required field or invalid UTF-8 cannot be hashed */
+	if (!rec->action || !rec->actor || !chain || !rec->entity_id || !rec->entity_type ||
+	    !payload_text || !prev_hash)
+		goto out;
+	if (!(o = put_str(put_lit(o, "{\"action\":"), rec->action)) ||
+	    !(o = put_str(put_lit(o, ",\"actor\":"), rec->actor)) ||
+	    !(o = put_str(put_lit(o, ",\"chain\":"), chain)) ||
+	    !(o = put_str(put_lit(o, ",\"entity_id\":"), rec->entity_id)) ||
+	    !(o = put_str(put_lit(o, ",\"entity_type\":"), rec->entity_type)) ||
+	    !(o = put_str(put_lit(o, ",\"payload\":"), payload_text)) ||
+	    !(o = put_str(put_lit(o, ",\"prev_hash\":"), prev_hash)) ||
+	    !(o = put_str_or_null(put_lit(o, ",\"request_id\":"), rec->request_id)))
+		goto out;
+	o = put_i64(put_lit(o, ",\"seq\":"), seq);
+	if (!(o = put_str_or_null(put_lit(o, ",\"tenant_id\":"), rec->tenant_id)))
+		goto out;
+	o = put_i64(put_lit(o, ",\"ts_ms\":"), rec->ts_ms);
+	*o++ = '}';
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	int ok = EVP_Digest(text, strlen(text), md, &mdlen, EVP_sha256(), NULL);
-	free(text);
-	if (!ok)
-		return -EIO;
-	hex(md, mdlen, out);
-	return 0;
+	rc = EVP_Digest(buf, (size_t)(o - buf), md, &mdlen, EVP_sha256(), NULL) ? 0 : -EIO;
+	if (rc == 0)
+		hex(md, mdlen, out);
+out:
+	if (buf != stackbuf)
+		free(buf);
+	return rc;
 }
 
 /* Lock and read the head of chain; creates it (seq 0) on first use. */
@@ -87,6 +185,9 @@ static int head_lock(gh_conn_t *c, const char *chain, int64_t *seq, char hash[65
 	return 0;
 }
 
+/* Rows per gh_conn_exec_batch: bounds the memory of one call whatever n is. */
+enum { APPEND_CHUNK = 256, NCOLS = 12 };
+
 int gh_audit_append(gh_conn_t *c, const char *chain, const gh_audit_rec_t *recs, size_t n,
                     int64_t *last_seq)
 {
@@ -102,39 +203,68 @@ int gh_audit_append(gh_conn_t *c, const char *chain, const gh_audit_rec_t *recs,
 	int rc = head_lock(c, chain, &seq, prev);
 	if (rc < 0)
 		return rc;
-	for (size_t i = 0; i < n; i++) {
-		const gh_audit_rec_t *r = &recs[i];
-		char *payload = r->payload ? json_dumps(r->payload, JSON_SORT_KEYS | JSON_COMPACT)
-		                           : strdup("{}");
-		if (!payload) {
-			rc = -EINVAL;
-			goto out;
+	size_t chunk = n < APPEND_CHUNK ? n : APPEND_CHUNK;
+	gh_val_t *p = malloc((chunk ? chunk : 1) * NCOLS * sizeof(*p));
+	char **payloads = calloc(chunk ? chunk : 1, sizeof(*payloads));
+	char(*hashes)[65] = malloc((chunk ? chunk : 1) * sizeof(*hashes));
+	if (!p || !payloads || !hashes) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Rows of a chunk go to the database in one batch (one prepared statement re-bound on
+	 * SQLite, one pipeline on PostgreSQL); each row's prev_hash is the hash before it. */
+	for (size_t i = 0; i < n; i += chunk) {
+		size_t k = n - i < chunk ? n - i : chunk;
+		for (size_t j = 0; j < k; j++) {
+			const gh_audit_rec_t *r = &recs[i + j];
+			const char *prev_j = j == 0 ? prev : hashes[j - 1];
+			if (r->payload && !(payloads[j] = json_dumps(
+			                        r->payload, JSON_SORT_KEYS | JSON_COMPACT))) {
+				rc = -EINVAL;
+				goto out;
+			}
+			const char *payload = payloads[j] ? payloads[j] : "{}";
+			seq++;
+			if ((rc = gh_audit_row_hash(chain, seq, r, payload, prev_j, hashes[j])) < 0)
+				goto out;
+			gh_val_t *v = &p[j * NCOLS];
+			v[0] = GH_TEXT(chain);
+			v[1] = GH_I64(seq);
+			v[2] = GH_I64(r->ts_ms);
+			v[3] = GH_TEXT(r->actor);
+			v[4] = GH_TEXT(r->action);
+			v[5] = GH_TEXT(r->entity_type);
+			v[6] = GH_TEXT(r->entity_id);
+			v[7] = GH_TEXT_OR_NULL(r->tenant_id);
+			v[8] = GH_TEXT_OR_NULL(r->request_id);
+			v[9] = GH_TEXT(payload);
+			v[10] = GH_TEXT(prev_j);
+			v[11] = GH_TEXT(hashes[j]);
 		}
-		char hash[65];
-		seq++;
-		rc = gh_audit_row_hash(chain, seq, r, payload, prev, hash);
-		if (rc == 0)
-			rc = gh_conn_exec(
-			    c,
-			    "INSERT INTO gh_audit (chain, seq, ts_ms, actor, action, entity_type, "
-			    "entity_id, tenant_id, request_id, payload, prev_hash, hash) VALUES "
-			    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-			    (gh_val_t[]){
-			        GH_TEXT(chain), GH_I64(seq), GH_I64(r->ts_ms), GH_TEXT(r->actor),
-			        GH_TEXT(r->action), GH_TEXT(r->entity_type), GH_TEXT(r->entity_id),
-			        GH_TEXT_OR_NULL(r->tenant_id), GH_TEXT_OR_NULL(r->request_id),
-			        GH_TEXT(payload), GH_TEXT(prev), GH_TEXT(hash)},
-			    12, NULL);
-		free(payload);
+		rc = gh_conn_exec_batch(c,
+		                        "INSERT INTO gh_audit (chain, seq, ts_ms, actor, action, "
+		                        "entity_type, entity_id, tenant_id, request_id, payload, "
+		                        "prev_hash, hash) VALUES "
+		                        "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+		                        p, NCOLS, k, NULL);
+		for (size_t j = 0; j < k; j++) {
+			free(payloads[j]);
+			payloads[j] = NULL;
+		}
 		if (rc < 0)
 			goto out;
-		memcpy(prev, hash, 65);
+		memcpy(prev, hashes[k - 1], 65);
 	}
 	rc = gh_conn_exec(c, "UPDATE gh_audit_head SET seq = $1, hash = $2 WHERE chain = $3",
 	                  (gh_val_t[]){GH_I64(seq), GH_TEXT(prev), GH_TEXT(chain)}, 3, NULL);
 	if (rc == 0 && last_seq)
 		*last_seq = seq;
 out:
+	for (size_t j = 0; payloads && j < chunk; j++)
+		free(payloads[j]);
+	free(payloads);
+	free(hashes);
+	free(p);
 	return rc;
 }
 
