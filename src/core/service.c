@@ -75,7 +75,16 @@ int gh_app_open(void *ctx, const gh_config_t *cfg, gh_clock_t *clock, gh_app_t *
 	if (rc < 0)
 		goto fail;
 
+	const char **subjects = talloc_array(a, const char *, 1);
+	size_t nsub = 0;
+	for (size_t i = 0; i < n; i++)
+		for (const char *const *sj = svcs[i]->subjects; sj && *sj; sj++) {
+			subjects = talloc_realloc(a, subjects, const char *, nsub + 1);
+			subjects[nsub++] = *sj;
+		}
 	gh_bus_opts_t bo = {.stream = cfg->bus.stream,
+	                    .subjects = nsub ? subjects : NULL,
+	                    .n_subjects = nsub,
 	                    .dlq_prefix = cfg->bus.dlq_prefix,
 	                    .max_deliver = (int)cfg->bus.max_deliver,
 	                    .ack_wait_ms = cfg->bus.ack_wait_ms,

@@ -44,6 +44,9 @@ typedef struct gh_service_consumer_s {
 typedef struct gh_service_s {
 	const char *name;       /* "numbering" */
 	const char *migrations; /* service key of sql/<key>/ in gh_sql_files; NULL: none */
+	/* Subjects the service publishes (NATS filters, "number.*.v1"); the app's stream carries
+	 * the union of the mounted services' subjects. NULL-terminated; may be NULL. */
+	const char *const *subjects;
 	/* Build the service's state after migrations ran and before anything is served. */
 	int (*init)(gh_app_t *app, void **state);
 	/* Release what init built, after routes, jobs and consumers stopped. May be NULL. */
@@ -68,10 +71,11 @@ struct gh_app_s {
 };
 
 /* Open the shared parts from cfg (store, bus, metrics, HTTP server not yet listening,
- * scheduler, outbox relay) and apply the core migrations. clock may be NULL (real).
+ * scheduler, outbox relay) for the n services svcs that will be mounted (their subjects make
+ * the bus stream), and apply the core migrations. clock may be NULL (real).
  * Returns 0 or a negative errno with err filled (which dependency, why). */
-int gh_app_open(void *ctx, const gh_config_t *cfg, gh_clock_t *clock, gh_app_t **out,
-                gh_err_t *err);
+int gh_app_open(void *ctx, const gh_config_t *cfg, gh_clock_t *clock,
+                const gh_service_t *const *svcs, size_t n, gh_app_t **out, gh_err_t *err);
 /* Apply svc's migrations, run its init and register its routes, jobs, consumers and readiness
  * check. Before gh_app_start. Returns 0 or a negative errno with err filled. */
 int gh_app_mount(gh_app_t *app, const gh_service_t *svc, gh_err_t *err);

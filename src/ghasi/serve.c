@@ -46,7 +46,7 @@ int ghasi_serve(void *ctx, const gh_config_t *cfg)
 	gh_app_t *app = NULL;
 	const gh_service_t *svcs[16];
 	size_t n = enabled(cfg, svcs, 16);
-	int rc = gh_app_open(ctx, cfg, NULL, &app, &err);
+	int rc = gh_app_open(ctx, cfg, NULL, svcs, n, &app, &err);
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = gh_app_mount(app, svcs[i], &err);
 	if (rc == 0)
@@ -72,7 +72,7 @@ int ghasi_migrate(void *ctx, const gh_config_t *cfg)
 	gh_app_t *app = NULL;
 	const gh_service_t *svcs[16];
 	size_t n = enabled(cfg, svcs, 16);
-	int rc = gh_app_open(ctx, cfg, NULL, &app, &err); /* applies the core migrations */
+	int rc = gh_app_open(ctx, cfg, NULL, svcs, n, &app, &err); /* applies the core migrations */
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = gh_app_migrate(app, svcs[i], &err);
 	if (rc < 0) {
