@@ -46,7 +46,8 @@ static int app_destructor(app_priv_t *a)
 	return 0;
 }
 
-int gh_app_open(void *ctx, const gh_config_t *cfg, gh_clock_t *clock, gh_app_t **out, gh_err_t *err)
+int gh_app_open(void *ctx, const gh_config_t *cfg, gh_clock_t *clock,
+                const gh_service_t *const *svcs, size_t n, gh_app_t **out, gh_err_t *err)
 {
 	app_priv_t *a = talloc_zero(ctx, app_priv_t);
 	if (!a)
