@@ -2059,6 +2059,7 @@ typedef struct pool_tx_s {
 	int64_t now_ms;
 	gh_err_t *err;
 	json_t *out;
+	bool evented; /* an event was added */
 } pool_tx_t;
 
 static int pool_write_fn(gh_conn_t *c, void *ud)
@@ -2067,6 +2068,7 @@ static int pool_write_fn(gh_conn_t *c, void *ud)
 	gh_err_clear(o->err);
 	json_decref(o->out);
 	o->out = NULL;
+	o->evented = false;
 	pool_t cur, p;
 	int rc = load_pool(c, o->tenant, &cur);
 	if (rc < 0)
@@ -2167,7 +2169,8 @@ static int pool_write_fn(gh_conn_t *c, void *ud)
 	                                 .data = data},
 	                   NULL, NULL);
 	json_decref(data);
-	return rc == 0 ? 1 : rc; /* 1: an event was added */
+	o->evented = rc == 0;
+	return rc;
 }
 
 static int pool_write(num_repo_t *r, pool_tx_t *o, json_t **out)
@@ -2187,10 +2190,9 @@ static int pool_write(num_repo_t *r, pool_tx_t *o, json_t **out)
 		rc = db_fail(o->err, rc);
 		goto out;
 	}
-	if (rc == 1)
+	if (o->evented)
 		kick(r);
 	*out = o->out;
-	rc = 0;
 out:
 	gh_err_clear(&local);
 	return rc;
