@@ -936,7 +936,15 @@ static void check_index(fx_t *fx, char idents[][20], int n, int64_t now)
 		num_index_entry_t got, fb;
 		assert_int_equal(num_index_get(ix, key, &got), 0);
 		assert_int_equal(num_repo_index_entry(fx->repo, ix, key, &fb), 0);
-		assert_memory_equal(&got, &fb, sizeof(got));
+		assert_int_equal(got.version, fb.version);
+		assert_int_equal(got.state, fb.state);
+		assert_int_equal(got.tenant, fb.tenant);
+		assert_int_equal(got.operator_idx, fb.operator_idx);
+		assert_int_equal(got.vanity_tier, fb.vanity_tier);
+		assert_int_equal(got.lease_status, fb.lease_status);
+		assert_int_equal(got.lease_ends_at_ms, fb.lease_ends_at_ms);
+		assert_memory_equal(got.lease_id, fb.lease_id, sizeof(got.lease_id));
+		assert_int_equal(got.operator_idx, row.operator_id[0] ? 1 : 0); /* awcc is idx 1 */
 		assert_int_equal(got.version, row.version);
 		assert_int_equal(got.state, row.state);
 		for (size_t t = 0; t < 4; t++) {
@@ -1063,6 +1071,8 @@ static void test_rls(void **state)
 	tx_ok(fx, idents[0], NUM_ACT_RESERVE, NUM_ROLE_TENANT, "t1", T0, NULL);
 	tx_ok(fx, idents[1], NUM_ACT_RESERVE, NUM_ROLE_TENANT, "t1", T0, NULL);
 	tx_ok(fx, idents[1], NUM_ACT_ASSIGN, NUM_ROLE_TENANT, "t1", T0, NULL);
+	tx_ok(fx, idents[1], NUM_ACT_RELEASE, NUM_ROLE_TENANT, "t1", T0, NULL);
+	tx_ok(fx, idents[2], NUM_ACT_RESERVE, NUM_ROLE_TENANT, "t2", T0, NULL);
 	tx_ok(fx, idents[2], NUM_ACT_ASSIGN, NUM_ROLE_TENANT, "t2", T0, NULL);
 	tx_ok(fx, idents[3], NUM_ACT_ASSIGN, NUM_ROLE_TENANT, "t2", T0, NULL);
 	tx_ok(fx, idents[3], NUM_ACT_RELEASE, NUM_ROLE_TENANT, "t2", T0, NULL);
@@ -1112,7 +1122,7 @@ static void test_rls(void **state)
 				         tabs[i].table, tenant, (long long)seen, (long long)all,
 				         (long long)want, (long long)seen_all);
 			assert_true(want > 0);
-			assert_true(all > want || i == 4);
+			assert_true(all > want);
 		}
 	}
 	snprintf(sql, sizeof(sql), "DROP OWNED BY %s; DROP ROLE %s", role, role);
