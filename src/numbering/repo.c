@@ -1782,17 +1782,18 @@ static int op_create_fn(gh_conn_t *c, void *ud)
 		return -ENOMEM;
 	if ((rc = operator_table_ok(c, tmp, &op, o->err)) < 0)
 		goto out;
-	rc = insert_operator(c, tmp, &op, o->now_ms);
-	if (rc == -EEXIST) {
-		gh_operator_t old;
-		rc = get_operator(c, op.id, &old, NULL);
-		if (rc == 0)
-			rc = gh_err_set(o->err, GH_E_ALREADY_EXISTS, "/id", "operator %s exists",
-			                op.id);
-		else if (rc == -ENOENT)
-			rc = -EAGAIN; /* lost the race for the next idx: run again */
+	gh_operator_t old;
+	rc = get_operator(c, op.id, &old, NULL);
+	if (rc == 0) {
+		rc = gh_err_set(o->err, GH_E_ALREADY_EXISTS, "/id", "operator %s exists", op.id);
 		goto out;
 	}
+	if (rc != -ENOENT)
+		goto out;
+	/* a unique violation aborts a PostgreSQL transaction: run again, the check above answers */
+	rc = insert_operator(c, tmp, &op, o->now_ms);
+	if (rc == -EEXIST)
+		rc = -EAGAIN;
 	if (rc < 0)
 		goto out;
 	o->out = operator_json(&op, 1);

@@ -1057,6 +1057,101 @@ static void test_random_ops_on(fx_t *fx)
 }
 BOTH(test_random_ops)
 
+/* ---- operators and pools -------------------------------------------------------------- */
+
+static void test_operators_pools_on(fx_t *fx)
+{
+	gh_err_t err = {0};
+	json_t *out = NULL;
+	json_t *b = jparse("{\"id\":\"newco\",\"name\":\"NewCo\",\"mcc\":\"412\","
+	                   "\"mncs\":[\"99\"],\"prefixes\":[\"+93750\"],"
+	                   "\"valid_from\":\"2026-01-01T00:00:00Z\"}");
+	assert_int_equal(num_repo_operator_create(fx->repo, b, "admin:x", T0, &out, &err), 0);
+	assert_int_equal(json_integer_value(json_object_get(out, "version")), 1);
+	json_decref(out);
+	assert_int_equal(num_repo_operator_create(fx->repo, b, "admin:x", T0, &out, &err), -EEXIST);
+	assert_int_equal(err.code, GH_E_ALREADY_EXISTS);
+	json_decref(b);
+	/* a prefix another operator holds in the same period */
+	b = jparse("{\"id\":\"clash\",\"name\":\"C\",\"mcc\":\"412\",\"mncs\":[\"98\"],"
+	           "\"prefixes\":[\"+93750\"]}");
+	assert_int_equal(num_repo_operator_create(fx->repo, b, "admin:x", T0, &out, &err), -EINVAL);
+	json_decref(b);
+	b = jparse("{\"id\":\"x\",\"nme\":\"typo\"}");
+	assert_int_equal(num_repo_operator_create(fx->repo, b, "admin:x", T0, &out, &err), -EINVAL);
+	assert_string_equal(err.field, "/nme");
+	json_decref(b);
+	gh_operator_t ops[8];
+	size_t n;
+	assert_int_equal(num_repo_operator_table(fx->repo, ops, 8, &n), 0);
+	assert_int_equal(n, 6);
+	assert_string_equal(ops[5].id, "newco");
+	/* the new operator's numbers carry its idx, 6 */
+	add_one(fx, "+93750123456", "newco", 0);
+	assert_int_equal(
+	    q_i64(fx, "SELECT operator_idx FROM num_numbers WHERE operator_id = $1", "newco"), 6);
+
+	b = jparse("{\"name\":\"NewCo Ltd\"}");
+	assert_int_equal(
+	    num_repo_operator_patch(fx->repo, "newco", b, 5, "admin:x", T0, &out, &err), -ESTALE);
+	assert_int_equal(json_integer_value(json_object_get(err.details, "current_version")), 1);
+	assert_int_equal(
+	    num_repo_operator_patch(fx->repo, "newco", b, 1, "admin:x", T0, &out, &err), 0);
+	json_decref(out);
+	assert_int_equal(num_repo_operator_get(fx->repo, "newco", &out, &err), 0);
+	assert_string_equal(json_string_value(json_object_get(out, "name")), "NewCo Ltd");
+	assert_int_equal(json_integer_value(json_object_get(out, "version")), 2);
+	assert_string_equal(json_string_value(json_object_get(out, "valid_from")),
+	                    "2026-01-01T00:00:00.000Z");
+	json_decref(out);
+	assert_int_equal(
+	    num_repo_operator_patch(fx->repo, "nope", b, -1, "admin:x", T0, &out, &err), -ENOENT);
+	json_decref(b);
+	assert_int_equal(num_repo_operators_list(fx->repo, &out, &err), 0);
+	assert_int_equal(json_array_size(out), 6);
+	json_decref(out);
+
+	/* pools: GET body PUT back unchanged; bad values refused; versions checked */
+	json_t *p;
+	assert_int_equal(num_repo_pool_get(fx->repo, "t1", &p, &err), 0);
+	assert_int_equal(num_repo_pool_put(fx->repo, "t1", p, 1, "admin:x", T0, &out, &err), 0);
+	assert_int_equal(json_integer_value(json_object_get(out, "version")), 2);
+	assert_true(json_equal(json_object_get(out, "quotas"), json_object_get(p, "quotas")));
+	json_decref(out);
+	assert_int_equal(num_repo_pool_put(fx->repo, "t1", p, 1, "admin:x", T0, &out, &err),
+	                 -ESTALE);
+	json_decref(p);
+	b = jparse("{\"allowed_operators\":[\"nope\"]}");
+	assert_int_equal(num_repo_pool_patch(fx->repo, "t1", b, -1, "admin:x", T0, &out, &err),
+	                 -EINVAL);
+	assert_string_equal(err.field, "/allowed_operators");
+	json_decref(b);
+	b = jparse("{\"allowed_kinds\":[\"ALPHA\"],\"allowed_operators\":[\"mtn\"]}");
+	assert_int_equal(num_repo_pool_patch(fx->repo, "t2", b, -1, "admin:x", T0, &out, &err), 0);
+	json_decref(out);
+	json_decref(b);
+	add_one(fx, "+93701000071", "awcc", 0);
+	assert_int_equal(
+	    do_tx(fx, "+93701000071", NUM_ACT_RESERVE, NUM_ROLE_TENANT, "t2", -1, T0, NULL, &err),
+	    -EPROTO);
+	assert_string_equal(json_string_value(json_object_get(err.details, "reason")),
+	                    "kind_not_allowed");
+	assert_int_equal(num_repo_pool_patch(fx->repo, "t9", b, -1, "admin:x", T0, &out, &err),
+	                 -ENOENT);
+	assert_int_equal(num_repo_pool_get(fx->repo, "t9", &out, &err), -ENOENT);
+	b = jparse("{\"lease_term_days\":0}");
+	assert_int_equal(num_repo_pool_put(fx->repo, "t9", b, -1, "admin:x", T0, &out, &err),
+	                 -EINVAL);
+	assert_string_equal(err.field, "/lease_term_days");
+	json_decref(b);
+	b = jparse("{}");
+	assert_int_equal(
+	    num_repo_pool_put(fx->repo, "bad tenant", b, -1, "admin:x", T0, &out, &err), -EINVAL);
+	json_decref(b);
+	gh_err_clear(&err);
+}
+BOTH(test_operators_pools)
+
 /* ---- PostgreSQL row-level security ---------------------------------------------------- */
 
 static void test_rls(void **state)
@@ -1139,7 +1234,8 @@ int main(void)
 	    cmocka_unit_test(test_race),        cmocka_unit_test(test_quota),
 	    cmocka_unit_test(test_jobs),        cmocka_unit_test(test_tenant_scope),
 	    cmocka_unit_test(test_list),        cmocka_unit_test(test_history),
-	    cmocka_unit_test(test_random_ops),  cmocka_unit_test(test_rls),
+	    cmocka_unit_test(test_random_ops),  cmocka_unit_test(test_operators_pools),
+	    cmocka_unit_test(test_rls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
