@@ -117,7 +117,9 @@ int num_repo_add(num_repo_t *r, const num_new_t *nums, size_t n, const char *act
                  gh_err_t *err);
 
 /* List with filters (NULL / -1 = any) in key order, keyset-paged: after_key 0 = from the
- * start; *next_key gets the key to continue after, or 0 on the last page. */
+ * start; *next_key gets the key to continue after, or 0 on the last page. Key order is that of
+ * the keys as signed 64-bit integers (how they are stored): short codes, alpha ids, MSISDNs.
+ * limit 1..1000; prefix and pattern are upper-cased (alpha ids are stored upper-case). */
 typedef struct num_filter_s {
 	int kind;  /* num_kind_t or -1 */
 	int state; /* num_state_t or -1 */
@@ -145,7 +147,9 @@ int num_repo_sweep_due(num_repo_t *r, int64_t now_ms, int limit);
 /* ---- the index -------------------------------------------------------------------------- */
 
 /* Load every number into ix (tenants interned with their pool status), in pages. Returns 0 or
- * a negative errno; *loaded gets the count. */
+ * a negative errno; *loaded gets the count. A holder without a pool row reads as SUSPENDED
+ * (fail-closed). Entries' operator_idx is the operator's position in num_repo_operator_table
+ * plus 1 (0 = no operator): operators get the next idx at creation and are never deleted. */
 int num_repo_load_index(num_repo_t *r, num_index_t *ix, size_t *loaded);
 /* The index entry of one number read from the database (the fallback on a miss); tenants are
  * interned into ix. 0, -ENOENT (not registered), or -EIO. */
@@ -165,14 +169,19 @@ int num_repo_operator_create(num_repo_t *r, const json_t *body, const char *acto
 int num_repo_operator_patch(num_repo_t *r, const char *id, const json_t *body,
                             int64_t expected_version, const char *actor, int64_t now_ms,
                             json_t **out, gh_err_t *err);
-/* The operator table currently in the database, for prefix checks (copy into ops[cap]). */
+/* The operator table currently in the database, for prefix checks (copy into ops[cap]), in
+ * creation order: ops[i] is operator_idx i + 1 of the index entries. */
 int num_repo_operator_table(num_repo_t *r, gh_operator_t *ops, size_t cap, size_t *n);
 
 /* Pools: {tenant_id, status, segment, quotas{MSISDN,SHORT_CODE,ALPHA}, held{...},
  * max_reservations, reservations, allowed_operators[], allowed_kinds[], vanity_allowed,
  * direct_assign, lease_term_days, auto_renew, version}. put creates or replaces the policy
  * (held counters are the database's, never the caller's); patch changes the given fields. A
- * status change to SUSPENDED/ACTIVE emits an event and invalidates the tenant in every index. */
+ * status change to SUSPENDED/ACTIVE emits an event and invalidates the tenant in every index.
+ * Every field is optional; put's defaults: ACTIVE, "smb", quotas 0, max_reservations 100,
+ * allowed_* null (= any), vanity_allowed and direct_assign false, 30 days, auto_renew true.
+ * held, reservations, version and tenant_id (must match) are accepted and ignored, so a GET
+ * body can be PUT back. expected_version 0 means "must not exist yet". */
 int num_repo_pool_get(num_repo_t *r, const char *tenant_id, json_t **out, gh_err_t *err);
 int num_repo_pool_put(num_repo_t *r, const char *tenant_id, const json_t *body,
                       int64_t expected_version, const char *actor, int64_t now_ms, json_t **out,
