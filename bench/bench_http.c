@@ -10,10 +10,15 @@
  *            table with a nested object and an array (json.h), then replies from its fields;
  *            what a typical small API call adds on top.
  * Any non-2xx answer or socket error reported by wrk fails the run (an error path must never
- * be what is measured). Prints one line:
+ * be what is measured). Besides wrk's figures it reports, from the kernel's per-thread schedstat,
+ * the server's CPU time per request (what one dedicated core could serve: 1e6 / that) and the
+ * share of the run the server was runnable but waiting for CPU 0 (other load on the machine;
+ * high values explain a poor p99). Prints one line:
  *   bench_http route=trivial threads=1 conns=32 req_per_s=N p50_us=N p99_us=N
- *              json_req_per_s=N json_p50_us=N json_p99_us=N
+ *              cpu_us_per_req=N runq_wait_pct=N json_req_per_s=N json_p50_us=N
+ *              json_p99_us=N json_cpu_us_per_req=N json_runq_wait_pct=N
  * Options: -d SECONDS per route (10), -c CONNECTIONS (32). */
+#include <dirent.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -22,6 +27,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <talloc.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -30,7 +36,36 @@
 typedef struct {
 	double req_per_s;
 	double p50_us, p99_us;
+	double cpu_us_per_req; /* server CPU time per request */
+	double runq_wait_pct;  /* share of the run the server was runnable but not running */
 } wrk_result_t;
+
+/* CPU time and run-queue wait (ns) summed over this process's threads, from
+ * /proc/self/task/N/schedstat ("run_ns wait_ns timeslices"). wrk is another process and does
+ * not count. The wait is how much other work on CPU 0 took from the server. */
+static void sched_totals(uint64_t *run_ns, uint64_t *wait_ns)
+{
+	*run_ns = *wait_ns = 0;
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char path[300];
+		snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+		FILE *f = fopen(path, "r");
+		unsigned long long r, w;
+		if (f && fscanf(f, "%llu %llu", &r, &w) == 2) {
+			*run_ns += r;
+			*wait_ns += w;
+		}
+		if (f)
+			fclose(f);
+	}
+	closedir(d);
+}
 
 static int h_ping(gh_http_req_t *req, void *ud)
 {
@@ -160,6 +195,10 @@ static int run_wrk(const char *url, const char *script, int secs, int conns, wrk
 		_exit(127);
 	}
 	close(pfd[1]);
+	uint64_t run0, wait0, run1, wait1;
+	sched_totals(&run0, &wait0);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	char out[8192];
 	size_t len = 0;
 	ssize_t k;
@@ -172,11 +211,18 @@ static int run_wrk(const char *url, const char *script, int secs, int conns, wrk
 	int st;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
+	sched_totals(&run1, &wait1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double wall_ns = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
 	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		fprintf(stderr, "bench_http: wrk failed (status %d):\n%s\n", st, out);
 		return -1;
 	}
-	return parse_wrk(out, r);
+	if (parse_wrk(out, r) < 0)
+		return -1;
+	r->cpu_us_per_req = (double)(run1 - run0) / 1e3 / (r->req_per_s * secs);
+	r->runq_wait_pct = 100.0 * (double)(wait1 - wait0) / wall_ns;
+	return 0;
 }
 
 /* wrk sends a POST body only through a Lua script; written to a temp file. */
@@ -248,10 +294,13 @@ int main(int argc, char **argv)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/bench/lease", gh_http_server_port(srv));
 	if (run_wrk(url, script, secs, conns, &js) < 0)
 		goto out;
-	printf("bench_http route=trivial threads=1 conns=%d req_per_s=%.0f p50_us=%.0f "
-	       "p99_us=%.0f json_req_per_s=%.0f json_p50_us=%.0f json_p99_us=%.0f\n",
-	       conns, trivial.req_per_s, trivial.p50_us, trivial.p99_us, js.req_per_s, js.p50_us,
-	       js.p99_us);
+	printf(
+	    "bench_http route=trivial threads=1 conns=%d req_per_s=%.0f p50_us=%.0f "
+	    "p99_us=%.0f cpu_us_per_req=%.2f runq_wait_pct=%.1f json_req_per_s=%.0f "
+	    "json_p50_us=%.0f json_p99_us=%.0f json_cpu_us_per_req=%.2f json_runq_wait_pct=%.1f\n",
+	    conns, trivial.req_per_s, trivial.p50_us, trivial.p99_us, trivial.cpu_us_per_req,
+	    trivial.runq_wait_pct, js.req_per_s, js.p50_us, js.p99_us, js.cpu_us_per_req,
+	    js.runq_wait_pct);
 	rc = 0;
 out:
 	if (script)
