@@ -2,7 +2,7 @@
 BUILD ?= build
 CONFIG ?= config/ghasi.yaml
 
-.PHONY: all deps build run test bench fmt fmt-check clean
+.PHONY: all deps build run test bench fuzz fmt fmt-check clean
 
 all: build
 
@@ -21,6 +21,9 @@ test: deps
 
 bench: build
 	@scripts/bench.sh
+
+fuzz:
+	@scripts/fuzz.sh
 
 fmt:
 	@scripts/fmt.sh
