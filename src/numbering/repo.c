@@ -53,9 +53,31 @@ struct num_repo_s {
 	gh_outbox_relay_t *relay;
 	gh_counter_t *transitions[NUM_ACT__COUNT][RS__N];
 	gh_counter_t *conflicts;
+	gh_conn_t *conn; /* num_repo_on_conn: run on the caller's transaction */
 };
 
 static const gh_tx_opts_t tx_write = {.flags = GH_TX_WRITE};
+
+/* A write transaction of its own, or the caller's (num_repo_on_conn). */
+static int repo_tx(num_repo_t *r, gh_tx_fn fn, void *ud)
+{
+	return r->conn ? fn(r->conn, ud) : repo_tx(r, fn, ud);
+}
+
+static int repo_acquire(num_repo_t *r, gh_conn_t **c)
+{
+	if (r->conn) {
+		*c = r->conn;
+		return 0;
+	}
+	return gh_store_acquire(r->store, 5000, c);
+}
+
+static void repo_release(num_repo_t *r, gh_conn_t *c)
+{
+	if (c != r->conn)
+		repo_release(r, c);
+}
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -238,11 +260,11 @@ int num_repo_get(num_repo_t *r, uint64_t key, const char *tenant_scope, num_numb
                  gh_err_t *err)
 {
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	rc = load_number(c, key, out);
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc == -ENOENT || (rc == 0 && tenant_scope && !visible_to(out, tenant_scope)))
 		return gh_err_set(err, GH_E_NOT_FOUND, NULL, "number not found");
 	return rc < 0 ? db_fail(err, rc) : 0;
@@ -422,7 +444,7 @@ static int add_events(gh_conn_t *c, const num_number_t *n, const char *const *ev
 
 static void kick(num_repo_t *r)
 {
-	if (r->relay)
+	if (r->relay && !r->conn)
 		gh_outbox_relay_kick(r->relay);
 }
 
@@ -791,9 +813,9 @@ int num_repo_transition(num_repo_t *r, const num_tx_req_t *req, num_number_t *ou
 		rc = gh_err_set(err, GH_E_INVALID_ARGUMENT, NULL, "unknown action or role");
 		goto out;
 	}
-	rc = gh_store_tx(r->store, transition_fn, &t, &tx_write);
-	if (rc < 0 && t.refused) {
-		int arc = gh_store_tx(r->store, refused_fn, &t, &tx_write);
+	rc = repo_tx(r, transition_fn, &t);
+	if (rc < 0 && t.refused && !r->conn) {
+		int arc = repo_tx(r, refused_fn, &t);
 		if (arc < 0)
 			gh_log(GH_LOG_ERROR, "numbering: refused transition not audited", "errno",
 			       strerror(-arc), NULL);
@@ -815,6 +837,34 @@ out:
 		gh_counter_inc(r->conflicts);
 	gh_err_clear(&local);
 	return rc;
+}
+
+int num_repo_on_conn(void *ctx, num_repo_t *r, gh_conn_t *c, num_repo_t **out)
+{
+	num_repo_t *v = talloc(ctx, num_repo_t);
+	if (!v)
+		return -ENOMEM;
+	*v = *r; /* the counters are shared; they are atomics owned by the registry */
+	v->conn = c;
+	*out = v;
+	return 0;
+}
+
+int num_repo_audit_refused(num_repo_t *r, const num_tx_req_t *req, const gh_err_t *err)
+{
+	(void)err;
+	tx_t t = {.r = r, .req = req, .role = req->role};
+	gh_conn_t *c;
+	int rc = repo_acquire(r, &c);
+	if (rc < 0)
+		return rc;
+	rc = load_number(c, req->key, &t.cur);
+	repo_release(r, c);
+	if (rc < 0)
+		return rc;
+	if (!r->conn)
+		return gh_store_tx(r->store, refused_fn, &t, &tx_write);
+	return refused_fn(r->conn, &t);
 }
 
 /* ---- operators: reading --------------------------------------------------------------- */
@@ -997,12 +1047,12 @@ int num_repo_add(num_repo_t *r, const num_new_t *nums, size_t n, const char *act
 		goto out;
 	size_t nops = 0;
 	gh_conn_t *c;
-	if ((rc = gh_store_acquire(r->store, 5000, &c)) < 0) {
+	if ((rc = repo_acquire(r, &c)) < 0) {
 		rc = db_fail(err, rc);
 		goto out;
 	}
 	rc = load_operators(c, ops, idxs, OPS_MAX, &nops);
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc < 0) {
 		rc = db_fail(err, rc);
 		goto out;
@@ -1070,7 +1120,7 @@ int num_repo_add(num_repo_t *r, const num_new_t *nums, size_t n, const char *act
 	           .actor = actor,
 	           .now_ms = now_ms,
 	           .err = err};
-	rc = gh_store_tx(r->store, add_fn, &a, &tx_write);
+	rc = repo_tx(r, add_fn, &a);
 	if (rc < 0) {
 		rc = db_fail(err, rc);
 		goto out;
@@ -1185,7 +1235,7 @@ int num_repo_list(num_repo_t *r, const num_filter_t *f, uint64_t after_key, int 
 		goto out;
 	}
 	gh_conn_t *c;
-	if ((rc = gh_store_acquire(r->store, 5000, &c)) < 0) {
+	if ((rc = repo_acquire(r, &c)) < 0) {
 		talloc_free(out);
 		rc = db_fail(err, rc);
 		goto out;
@@ -1203,7 +1253,7 @@ int num_repo_list(num_repo_t *r, const num_filter_t *f, uint64_t after_key, int 
 		}
 		gh_rows_close(rs);
 	}
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc < 0) {
 		talloc_free(out);
 		rc = db_fail(err, rc);
@@ -1222,7 +1272,7 @@ int num_repo_history(num_repo_t *r, uint64_t key, json_t **out, gh_err_t *err)
 {
 	*out = NULL;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	json_t *arr = json_array();
@@ -1258,7 +1308,7 @@ int num_repo_history(num_repo_t *r, uint64_t key, json_t **out, gh_err_t *err)
 			gh_rows_close(rs);
 		}
 	}
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc == -ENOENT) {
 		json_decref(arr);
 		return gh_err_set(err, GH_E_NOT_FOUND, NULL, "number not found");
@@ -1284,7 +1334,7 @@ static int run_due(num_repo_t *r, const char *sql, num_action_t action, const ch
 		return -ENOMEM;
 	size_t n = 0;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		goto out;
 	gh_rows_t *rs;
@@ -1294,7 +1344,7 @@ static int run_due(num_repo_t *r, const char *sql, num_action_t action, const ch
 			keys[n++] = gh_rows_i64(rs, 0);
 		gh_rows_close(rs);
 	}
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc < 0)
 		goto out;
 	int done = 0;
@@ -1427,7 +1477,7 @@ int num_repo_load_index(num_repo_t *r, num_index_t *ix, size_t *loaded)
 	if (!buf)
 		return -ENOMEM;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		goto out_free;
 	/* every pool first, so numbers' tenants come with their status */
@@ -1474,7 +1524,7 @@ int num_repo_load_index(num_repo_t *r, num_index_t *ix, size_t *loaded)
 	}
 	rc = 0;
 out:
-	gh_store_release(c);
+	repo_release(r, c);
 out_free:
 	talloc_free(buf);
 	return rc < 0 && rc != -ENOSPC && rc != -EINVAL ? -EIO : rc;
@@ -1483,7 +1533,7 @@ out_free:
 int num_repo_index_entry(num_repo_t *r, num_index_t *ix, uint64_t key, num_index_entry_t *out)
 {
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return -EIO;
 	gh_rows_t *rs;
@@ -1502,7 +1552,7 @@ int num_repo_index_entry(num_repo_t *r, num_index_t *ix, uint64_t key, num_index
 		}
 		gh_rows_close(rs);
 	}
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc == -ENOENT)
 		return -ENOENT;
 	return rc < 0 ? -EIO : 0;
@@ -1589,7 +1639,7 @@ static int seed_fn(gh_conn_t *c, void *ud)
 int num_repo_seed_operators(num_repo_t *r, int64_t now_ms, gh_err_t *err)
 {
 	op_tx_t o = {.actor = "system:seed", .now_ms = now_ms, .err = err};
-	int rc = gh_store_tx(r->store, seed_fn, &o, &tx_write);
+	int rc = repo_tx(r, seed_fn, &o);
 	if (rc == -EEXIST)
 		return 0; /* another replica seeded meanwhile */
 	return rc < 0 ? db_fail(err, rc) : 0;
@@ -1599,7 +1649,7 @@ int num_repo_operators_list(num_repo_t *r, json_t **out, gh_err_t *err)
 {
 	*out = NULL;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	json_t *arr = json_array();
@@ -1614,7 +1664,7 @@ int num_repo_operators_list(num_repo_t *r, json_t **out, gh_err_t *err)
 		}
 		gh_rows_close(rs);
 	}
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc < 0) {
 		json_decref(arr);
 		return db_fail(err, rc);
@@ -1639,13 +1689,13 @@ int num_repo_operator_get(num_repo_t *r, const char *id, json_t **out, gh_err_t 
 {
 	*out = NULL;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	gh_operator_t op;
 	int64_t v;
 	rc = get_operator(c, id, &op, &v);
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc == -ENOENT)
 		return gh_err_set(err, GH_E_NOT_FOUND, NULL, "operator not found");
 	if (rc < 0)
@@ -1862,7 +1912,7 @@ static int op_run(num_repo_t *r, gh_tx_fn fn, op_tx_t *o, json_t **out)
 	if (!o->err)
 		o->err = &local;
 	*out = NULL;
-	int rc = gh_store_tx(r->store, fn, o, &tx_write);
+	int rc = repo_tx(r, fn, o);
 	if (rc < 0) {
 		json_decref(o->out);
 		rc = db_fail(o->err, rc);
@@ -1897,11 +1947,11 @@ int num_repo_operator_table(num_repo_t *r, gh_operator_t *ops, size_t cap, size_
 {
 	*n = 0;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return -EIO;
 	rc = load_operators(c, ops, NULL, cap, n);
-	gh_store_release(c);
+	repo_release(r, c);
 	return rc < 0 ? -EIO : 0;
 }
 
@@ -2181,7 +2231,7 @@ static int pool_write(num_repo_t *r, pool_tx_t *o, json_t **out)
 		rc = gh_err_set(o->err, GH_E_INVALID_ARGUMENT, "/tenant_id", "bad tenant id");
 		goto out;
 	}
-	rc = gh_store_tx(r->store, pool_write_fn, o, &tx_write);
+	rc = repo_tx(r, pool_write_fn, o);
 	if (rc < 0) {
 		json_decref(o->out);
 		rc = db_fail(o->err, rc);
@@ -2227,12 +2277,12 @@ int num_repo_pool_get(num_repo_t *r, const char *tenant_id, json_t **out, gh_err
 {
 	*out = NULL;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	pool_t p;
 	rc = load_pool(c, tenant_id, &p);
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	if (!p.exists)
