@@ -61,7 +61,7 @@ static const gh_tx_opts_t tx_write = {.flags = GH_TX_WRITE};
 /* A write transaction of its own, or the caller's (num_repo_on_conn). */
 static int repo_tx(num_repo_t *r, gh_tx_fn fn, void *ud)
 {
-	return r->conn ? fn(r->conn, ud) : repo_tx(r, fn, ud);
+	return r->conn ? fn(r->conn, ud) : gh_store_tx(r->store, fn, ud, &tx_write);
 }
 
 static int repo_acquire(num_repo_t *r, gh_conn_t **c)
@@ -76,7 +76,7 @@ static int repo_acquire(num_repo_t *r, gh_conn_t **c)
 static void repo_release(num_repo_t *r, gh_conn_t *c)
 {
 	if (c != r->conn)
-		repo_release(r, c);
+		gh_store_release(c);
 }
 
 /* ---- helpers -------------------------------------------------------------------------- */
@@ -2109,11 +2109,13 @@ typedef struct pool_tx_s {
 	int64_t now_ms;
 	gh_err_t *err;
 	json_t *out;
+	bool evented; /* an event was added: kick the relay after the commit */
 } pool_tx_t;
 
 static int pool_write_fn(gh_conn_t *c, void *ud)
 {
 	pool_tx_t *o = ud;
+	o->evented = false;
 	gh_err_clear(o->err);
 	json_decref(o->out);
 	o->out = NULL;
@@ -2217,7 +2219,9 @@ static int pool_write_fn(gh_conn_t *c, void *ud)
 	                                 .data = data},
 	                   NULL, NULL);
 	json_decref(data);
-	return rc == 0 ? 1 : rc; /* 1: an event was added */
+	/* gh_store_tx commits on 0 only: the event is reported beside the return value. */
+	o->evented = rc == 0;
+	return rc;
 }
 
 static int pool_write(num_repo_t *r, pool_tx_t *o, json_t **out)
@@ -2237,7 +2241,7 @@ static int pool_write(num_repo_t *r, pool_tx_t *o, json_t **out)
 		rc = db_fail(o->err, rc);
 		goto out;
 	}
-	if (rc == 1)
+	if (o->evented)
 		kick(r);
 	*out = o->out;
 	rc = 0;
