@@ -414,18 +414,22 @@ static int token_decode(const char *s, uint64_t *key)
 {
 	if (strlen(s) != 11)
 		return -EINVAL;
-	uint64_t acc = 0;
+	uint64_t k = 0;
 	for (int i = 0; i < 11; i++) {
 		const char *p = strchr(b64url, s[i]);
 		if (!p || !s[i])
 			return -EINVAL;
-		acc = acc << 6 | (uint64_t)(p - b64url);
+		unsigned v = (unsigned)(p - b64url);
+		for (int b = 0; b < 6; b++) {
+			unsigned bit = v >> (5 - b) & 1u, pos = (unsigned)(i * 6 + b);
+			if (pos < 64)
+				k |= (uint64_t)bit << (63 - pos);
+			else if (bit)
+				return -EINVAL; /* the 2 padding bits must be zero */
+		}
 	}
-	/* 66 bits were written: the last 2 must be the zero padding. */
-	if (acc & 3)
-		return -EINVAL;
-	*key = acc >> 2;
-	return *key ? 0 : -EINVAL;
+	*key = k;
+	return k ? 0 : -EINVAL;
 }
 
 static int h_numbers_list(gh_http_req_t *req, void *ud)
