@@ -1830,17 +1830,21 @@ static int op_create_fn(gh_conn_t *c, void *ud)
 	void *tmp = talloc_new(NULL);
 	if (!tmp)
 		return -ENOMEM;
+	/* Look before inserting: on PostgreSQL a failed INSERT aborts the transaction, so the
+	 * row cannot be read after it. */
+	gh_operator_t old;
+	rc = get_operator(c, op.id, &old, NULL);
+	if (rc == 0) {
+		rc = gh_err_set(o->err, GH_E_ALREADY_EXISTS, "/id", "operator %s exists", op.id);
+		goto out;
+	}
+	if (rc != -ENOENT)
+		goto out;
 	if ((rc = operator_table_ok(c, tmp, &op, o->err)) < 0)
 		goto out;
 	rc = insert_operator(c, tmp, &op, o->now_ms);
 	if (rc == -EEXIST) {
-		gh_operator_t old;
-		rc = get_operator(c, op.id, &old, NULL);
-		if (rc == 0)
-			rc = gh_err_set(o->err, GH_E_ALREADY_EXISTS, "/id", "operator %s exists",
-			                op.id);
-		else if (rc == -ENOENT)
-			rc = -EAGAIN; /* lost the race for the next idx: run again */
+		rc = -EAGAIN; /* lost a race for the id or the next idx: run again */
 		goto out;
 	}
 	if (rc < 0)
