@@ -735,11 +735,7 @@ static int run_admin(gh_http_req_t *req, num_svc_t *s, adm_run_t *a, json_t *b)
 	} else {
 		/* The pool's status reaches this replica's index at once; other replicas get the
 		 * repository's num.cache.invalidate.v1. */
-		num_pool_status_t st;
-		uint32_t tidx;
-		if (num_pool_status_parse(a->status, &st) == 0 &&
-		    num_index_tenant_intern(s->ix, a->id, &tidx) == 0)
-			num_index_tenant_set_status(s->ix, tidx, st);
+		num_svc_pool_sync(s, a->id, a->status);
 	}
 	return rc;
 }

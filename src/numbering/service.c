@@ -130,6 +130,7 @@ int num_svc_new(void *ctx, num_index_t *ix, num_repo_t *repo, gh_clock_t *clock,
 		return -ENOMEM;
 	}
 	atomic_store(&s->optab, t);
+	pthread_mutex_init(&s->pool_mu, NULL);
 	register_metrics(s, metrics);
 	*out = s;
 	return 0;
@@ -255,6 +256,35 @@ int num_svc_validate(num_svc_t *s, const char *ident, size_t len, const char *te
 	return 0;
 }
 
+int num_svc_pool_sync(num_svc_t *s, const char *tenant_id, const char *hint)
+{
+	uint32_t tidx;
+	num_pool_status_t st;
+	json_t *pool = NULL;
+	gh_err_t err = {0};
+	pthread_mutex_lock(&s->pool_mu);
+	int rc = num_index_tenant_intern(s->ix, tenant_id, &tidx);
+	if (rc < 0)
+		goto out;
+	rc = s->repo ? num_repo_pool_get(s->repo, tenant_id, &pool, &err) : -EIO;
+	if (rc == 0 && num_pool_status_parse(gh_json_get_str(pool, "status", ""), &st) == 0) {
+		num_index_tenant_set_status(s->ix, tidx, st);
+	} else if (rc == -ENOENT) {
+		/* no pool: its tenant may hold nothing */
+		num_index_tenant_set_status(s->ix, tidx, NUM_POOL_SUSPENDED);
+		rc = 0;
+	} else {
+		if (hint && num_pool_status_parse(hint, &st) == 0 && st == NUM_POOL_SUSPENDED)
+			num_index_tenant_set_status(s->ix, tidx, st);
+		rc = -EIO;
+	}
+out:
+	pthread_mutex_unlock(&s->pool_mu);
+	json_decref(pool);
+	gh_err_clear(&err);
+	return rc;
+}
+
 /* ---- the invalidation consumer ----------------------------------------------------------- */
 
 /* num.cache.invalidate.v1 data, one of:
@@ -297,16 +327,14 @@ static int on_invalidate(const gh_bus_msg_t *msg, void *ud, char *reason, size_t
 			rc = 0;
 		}
 	} else if (json_is_string(tenant)) {
-		num_pool_status_t st;
-		uint32_t tidx;
-		const char *ps = gh_json_get_str(data, "pool_status", "");
-		if (num_pool_status_parse(ps, &st) < 0 ||
-		    num_index_tenant_intern(s->ix, json_string_value(tenant), &tidx) < 0) {
-			snprintf(reason, reason_len, "bad tenant_id or pool_status");
+		/* Pool events carry no version: take the status from the database, not from the
+		 * message, which may be older than what this replica applied already. */
+		const char *hint = gh_json_get_str(data, "pool_status", NULL);
+		rc = num_svc_pool_sync(s, json_string_value(tenant), hint);
+		if (rc == -EINVAL || rc == -ENOSPC) {
+			snprintf(reason, reason_len, "bad tenant_id or tenant table full");
 			rc = GH_BUS_REJECT;
-			goto out;
 		}
-		num_index_tenant_set_status(s->ix, tidx, st);
 	} else {
 		snprintf(reason, reason_len, "data has none of heartbeat_ms, key, tenant_id");
 		rc = GH_BUS_REJECT;

@@ -13,6 +13,7 @@
 #ifndef NUM_SERVICE_H
 #define NUM_SERVICE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -61,6 +62,7 @@ typedef struct num_svc_s {
 	num_index_t *ix;
 	gh_bus_sub_t *cache_sub;
 	_Atomic(const num_optab_t *) optab;
+	pthread_mutex_t pool_mu; /* orders pool status updates of the index (num_svc_pool_sync) */
 	int64_t idem_ttl_ms;
 
 	/* metrics (NULL when no registry) */
@@ -103,6 +105,12 @@ int num_svc_entry(num_svc_t *s, uint64_t key, int64_t now_ms, num_index_entry_t 
 /* Apply the database's current entry of key to the local index after a local commit; when it
  * cannot be read, invalidate key at min_version so no older entry is served. */
 void num_svc_refresh_key(num_svc_t *s, uint64_t key, int64_t min_version);
+
+/* Make the index's pool status of tenant_id the database's, under pool_mu, so that a late
+ * event can never put back a status older than one applied after a local commit. When the
+ * database cannot be read, hint (the status an event announced, or NULL) is applied only if it
+ * is SUSPENDED (fail closed) and -EIO is returned. */
+int num_svc_pool_sync(num_svc_t *s, const char *tenant_id, const char *hint);
 
 /* Operator of an index entry / an identifier (NULL when none). Lock-free. */
 const gh_operator_t *num_svc_operator(num_svc_t *s, const num_index_entry_t *e,
