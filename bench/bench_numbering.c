@@ -1,6 +1,7 @@
 /* bench_numbering: the numbering service end to end (issue 3, "Proof", bench/).
  *
- *   bench_numbering [numbers]          default 1000000
+ *   bench_numbering [numbers [parts]]   numbers default 1000000; parts a comma list of
+ *                                       inproc,http,mix (default all)
  *
  * Prints one line per figure:
  *   bench_numbering part=validate_inproc numbers=N lookups_per_s=...
@@ -104,20 +105,29 @@ static int bench_inproc(long n)
 	num_svc_t *s;
 	if (num_svc_new(ctx, ix, NULL, NULL, NULL, NULL, &s) < 0)
 		return 1;
+	/* Requests prepared in advance and read sequentially (a handler has its request in cache
+	 * already); the index is hit at random. */
+	typedef struct {
+		char ident[16];
+		size_t len;
+		const char *tenant;
+	} pick_t;
 	const long batch = 1 << 20, looks = 10000000;
-	uint32_t *pick = talloc_array(ctx, uint32_t, (size_t)batch);
-	size_t *len = talloc_array(ctx, size_t, (size_t)n);
-	for (long i = 0; i < batch; i++)
-		pick[i] = (uint32_t)(rnd() % (uint64_t)n);
-	for (long i = 0; i < n; i++)
-		len[i] = strlen(idents[i]);
+	pick_t *pick = talloc_array(ctx, pick_t, (size_t)batch);
+	if (!pick)
+		return 1;
+	for (long i = 0; i < batch; i++) {
+		uint32_t q = (uint32_t)(rnd() % (uint64_t)n);
+		memcpy(pick[i].ident, idents[q], 16);
+		pick[i].len = strlen(idents[q]);
+		pick[i].tenant = tenants[holder[q]];
+	}
 	long allowed = 0;
 	num_vresult_t r;
 	double t1 = now_s();
 	for (long j = 0; j < looks; j++) {
-		uint32_t p = pick[j & (batch - 1)];
-		if (num_svc_validate(s, idents[p], len[p], tenants[holder[p]], now, &r, NULL) ==
-		        0 &&
+		const pick_t *q = &pick[j & (batch - 1)];
+		if (num_svc_validate(s, q->ident, q->len, q->tenant, now, &r, NULL) == 0 &&
 		    r.v.allowed)
 			allowed++;
 	}
@@ -283,7 +293,8 @@ static const char *ghasi_bin(void)
 }
 
 /* Start ghasi serve; cpu >= 0 pins it. Returns the pid or -1. */
-static pid_t serve(uint16_t port, const char *dir, const char *store, const char *bus, int cpu)
+static pid_t serve(uint16_t port, const char *dir, const char *store, const char *bus, int cpu,
+                   const char *threads)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -295,7 +306,7 @@ static pid_t serve(uint16_t port, const char *dir, const char *store, const char
 		setenv("GHASI_BUS_STREAM", "benchnum", 1);
 		setenv("GHASI_SERVICE_ENABLED", "numbering", 1);
 		setenv("GHASI_LOG_LEVEL", "warn", 1);
-		setenv("GHASI_HTTP_THREADS", "8", 1);
+		setenv("GHASI_HTTP_THREADS", threads, 1);
 		setenv("GHASI_NUMBERING_INDEX_CAPACITY", "100000", 1);
 		snprintf(logp, sizeof logp, "%s/ghasi.log", dir);
 		int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -333,7 +344,8 @@ static void unserve(pid_t pid)
 
 static double wrk_latency_ms(const char *out, const char *pct)
 {
-	const char *p = strstr(out, pct);
+	const char *dist = strstr(out, "Latency Distribution");
+	const char *p = dist ? strstr(dist, pct) : NULL;
 	if (!p)
 		return -1;
 	p += strlen(pct);
@@ -360,7 +372,8 @@ static int bench_http(const char *dir)
 	char store[512];
 	snprintf(store, sizeof store, "sqlite://%s/http.db", dir);
 	uint16_t port = free_port();
-	pid_t pid = serve(port, dir, store, NULL, 1);
+	pid_t pid = serve(port, dir, store, NULL, 1,
+	                  getenv("BENCH_HTTP_THREADS") ? getenv("BENCH_HTTP_THREADS") : "2");
 	if (pid < 0)
 		return 1;
 	const char *n = "/v1/numbering/numbers/%2B93701234567";
@@ -393,9 +406,10 @@ static int bench_http(const char *dir)
 	}
 	const char *non2xx = strstr(out, "Non-2xx");
 	printf("bench_numbering part=http_validate rps=%.0f p50_ms=%.3f p99_ms=%.3f non2xx=%ld "
-	       "server_cpus=1 wrk=t1c32\n",
+	       "server_cpus=1 server_threads=%s wrk=t1c32\n",
 	       atof(rps + 13), wrk_latency_ms(out, "50%"), wrk_latency_ms(out, "99%"),
-	       non2xx ? atol(non2xx + 20) : 0L);
+	       non2xx ? atol(non2xx + 20) : 0L,
+	       getenv("BENCH_HTTP_THREADS") ? getenv("BENCH_HTTP_THREADS") : "2");
 	return 0;
 }
 
@@ -440,7 +454,7 @@ static void *mixer(void *arg)
 static int bench_mix(const char *dir, const char *label, const char *store, const char *bus)
 {
 	uint16_t port = free_port();
-	pid_t pid = serve(port, dir, store, bus, -1);
+	pid_t pid = serve(port, dir, store, bus, -1, "8");
 	if (pid < 0) {
 		fprintf(stderr, "bench_numbering: %s server did not start\n", label);
 		return 1;
@@ -525,17 +539,26 @@ int main(int argc, char **argv)
 		return 2;
 	signal(SIGPIPE, SIG_IGN);
 	gh_log_init("bench_numbering", GH_LOG_WARN);
-	int rc = bench_inproc(n);
+	const char *parts = argc > 2 ? argv[2] : "inproc,http,mix";
+	int rc = 0;
+	if (strstr(parts, "inproc"))
+		rc |= bench_inproc(n);
+	if (!strstr(parts, "http") && !strstr(parts, "mix"))
+		return rc;
 	char dir[] = "/tmp/bench_numbering_http.XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
-	rc |= bench_http(dir);
+	if (strstr(parts, "http"))
+		rc |= bench_http(dir);
 	char store[512];
 	snprintf(store, sizeof store, "sqlite://%s/mix.db", dir);
-	rc |= bench_mix(dir, "sqlite", store, NULL);
+	if (strstr(parts, "mix"))
+		rc |= bench_mix(dir, "sqlite", store, NULL);
 	const char *admin = getenv("GH_TEST_PG_ADMIN_URL"), *nats = getenv("GH_TEST_NATS_URL");
 	char *pg = admin && *admin && nats && *nats ? fresh_pg_db(admin) : NULL;
-	if (pg) {
+	if (!strstr(parts, "mix")) {
+		free(pg);
+	} else if (pg) {
 		rc |= bench_mix(dir, "pg", pg, nats);
 		free(pg);
 	} else
