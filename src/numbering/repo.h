@@ -69,13 +69,13 @@ typedef struct num_tx_req_s {
 	/* Who asks: ADMIN, COMPLIANCE or SYSTEM as such; for a tenant caller pass NUM_ROLE_TENANT
 	 * with tenant_id set and the repo refines it to HOLDER / PREV_TENANT from the row. */
 	num_role_t role;
-	const char *tenant_id;   /* the tenant acted for: the caller (tenant roles) or, for admin
-	                          * reserve/assign, the tenant receiving the number */
-	const char *actor;       /* audit actor: "tenant:<id>", "admin:<sub>", "system:expiry" */
+	const char *tenant_id;    /* the tenant acted for: the caller (tenant roles) or, for admin
+	                           * reserve/assign, the tenant receiving the number */
+	const char *actor;        /* audit actor: "tenant:<id>", "admin:<sub>", "system:expiry" */
 	int64_t expected_version; /* < 0: none */
-	int64_t ttl_s;           /* reserve: 0 = default */
-	int64_t term_days;       /* assign: 0 = the pool's default lease term */
-	int auto_renew;          /* assign: -1 = the pool's default, else 0/1 */
+	int64_t ttl_s;            /* reserve: 0 = default */
+	int64_t term_days;        /* assign: 0 = the pool's default lease term */
+	int auto_renew;           /* assign: -1 = the pool's default, else 0/1 */
 	num_qreason_t recall_reason; /* recall: RECALL_ADMIN (NONE) or RECALL_ABUSE */
 	const char *justification;   /* recall / override */
 	const char *request_id;      /* for audit and events; may be NULL */
@@ -86,7 +86,7 @@ typedef struct num_tx_req_s {
 typedef struct num_repo_opts_s {
 	const num_lifecycle_cfg_t *lifecycle; /* NULL: defaults */
 	gh_metrics_t *metrics;                /* transitions/conflicts counters; may be NULL */
-	gh_outbox_relay_t *relay;             /* kicked after each commit with events; may be NULL */
+	gh_outbox_relay_t *relay; /* kicked after each commit with events; may be NULL */
 } num_repo_opts_t;
 
 /* Open the repository over a migrated store (sql/numbering). 0 or -ENOMEM. */
@@ -127,22 +127,24 @@ typedef struct num_new_s {
 	const char *operator_id;
 	int vanity_tier;
 } num_new_t;
-int num_repo_add(num_repo_t *r, const num_new_t *nums, size_t n, const char *actor,
-                 int64_t now_ms, gh_err_t *err);
+int num_repo_add(num_repo_t *r, const num_new_t *nums, size_t n, const char *actor, int64_t now_ms,
+                 gh_err_t *err);
 
 /* List with filters (NULL / -1 = any) in key order, keyset-paged: after_key 0 = from the
- * start; *next_key gets the key to continue after, or 0 on the last page. */
+ * start; *next_key gets the key to continue after, or 0 on the last page. Key order is that of
+ * the keys as signed 64-bit integers (how they are stored): short codes, alpha ids, MSISDNs.
+ * limit 1..1000; prefix and pattern are upper-cased (alpha ids are stored upper-case). */
 typedef struct num_filter_s {
-	int kind;               /* num_kind_t or -1 */
-	int state;              /* num_state_t or -1 */
+	int kind;  /* num_kind_t or -1 */
+	int state; /* num_state_t or -1 */
 	const char *operator_id;
 	const char *tenant_id;
-	const char *prefix;     /* canonical identifier prefix ("+93799") */
-	const char *pattern;    /* digits with '*' wildcards ("*777*"), matched on the identifier */
-	int vanity_min;         /* vanity_tier >= this; -1 any */
+	const char *prefix;  /* canonical identifier prefix ("+93799") */
+	const char *pattern; /* digits with '*' wildcards ("*777*"), matched on the identifier */
+	int vanity_min;      /* vanity_tier >= this; -1 any */
 } num_filter_t;
-int num_repo_list(num_repo_t *r, const num_filter_t *f, uint64_t after_key, int limit,
-                  void *ctx, num_number_t **rows, size_t *n, uint64_t *next_key, gh_err_t *err);
+int num_repo_list(num_repo_t *r, const num_filter_t *f, uint64_t after_key, int limit, void *ctx,
+                  num_number_t **rows, size_t *n, uint64_t *next_key, gh_err_t *err);
 
 /* Audit rows of one number (chain "numbering", entity "number"), oldest first, as a JSON array
  * of {seq, ts, actor, action, tenant_id, request_id, payload}. New reference. */
@@ -159,7 +161,9 @@ int num_repo_sweep_due(num_repo_t *r, int64_t now_ms, int limit);
 /* ---- the index -------------------------------------------------------------------------- */
 
 /* Load every number into ix (tenants interned with their pool status), in pages. Returns 0 or
- * a negative errno; *loaded gets the count. */
+ * a negative errno; *loaded gets the count. A holder without a pool row reads as SUSPENDED
+ * (fail-closed). Entries' operator_idx is the operator's position in num_repo_operator_table
+ * plus 1 (0 = no operator): operators get the next idx at creation and are never deleted. */
 int num_repo_load_index(num_repo_t *r, num_index_t *ix, size_t *loaded);
 /* The index entry of one number read from the database (the fallback on a miss); tenants are
  * interned into ix. 0, -ENOENT (not registered), or -EIO. */
@@ -174,28 +178,31 @@ int num_repo_operators_list(num_repo_t *r, json_t **out, gh_err_t *err);
 int num_repo_operator_get(num_repo_t *r, const char *id, json_t **out, gh_err_t *err);
 /* Create (ALREADY_EXISTS when taken) or patch (CAS with expected_version >= 0) an operator from
  * a checked JSON body; prefixes must not overlap another operator's in overlapping validity. */
-int num_repo_operator_create(num_repo_t *r, const json_t *body, const char *actor,
-                             int64_t now_ms, json_t **out, gh_err_t *err);
+int num_repo_operator_create(num_repo_t *r, const json_t *body, const char *actor, int64_t now_ms,
+                             json_t **out, gh_err_t *err);
 int num_repo_operator_patch(num_repo_t *r, const char *id, const json_t *body,
                             int64_t expected_version, const char *actor, int64_t now_ms,
                             json_t **out, gh_err_t *err);
 /* The operator table currently in the database, for prefix checks (copy into ops[cap]), in
- * creation order: index entries' operator_idx is 1 + the position in this table (0: none), and
- * positions never change (operators are never deleted, only end their validity). */
+ * creation order: ops[i] is operator_idx i + 1 of the index entries. */
 int num_repo_operator_table(num_repo_t *r, gh_operator_t *ops, size_t cap, size_t *n);
 
 /* Pools: {tenant_id, status, segment, quotas{MSISDN,SHORT_CODE,ALPHA}, held{...},
  * max_reservations, reservations, allowed_operators[], allowed_kinds[], vanity_allowed,
  * direct_assign, lease_term_days, auto_renew, version}. put creates or replaces the policy
  * (held counters are the database's, never the caller's); patch changes the given fields. A
- * status change to SUSPENDED/ACTIVE emits an event and invalidates the tenant in every index. */
+ * status change to SUSPENDED/ACTIVE emits an event and invalidates the tenant in every index.
+ * Every field is optional; put's defaults: ACTIVE, "smb", quotas 0, max_reservations 100,
+ * allowed_* null (= any), vanity_allowed and direct_assign false, 30 days, auto_renew true.
+ * held, reservations, version and tenant_id (must match) are accepted and ignored, so a GET
+ * body can be PUT back. expected_version 0 means "must not exist yet". */
 int num_repo_pool_get(num_repo_t *r, const char *tenant_id, json_t **out, gh_err_t *err);
 int num_repo_pool_put(num_repo_t *r, const char *tenant_id, const json_t *body,
                       int64_t expected_version, const char *actor, int64_t now_ms, json_t **out,
                       gh_err_t *err);
 int num_repo_pool_patch(num_repo_t *r, const char *tenant_id, const json_t *body,
-                        int64_t expected_version, const char *actor, int64_t now_ms,
-                        json_t **out, gh_err_t *err);
+                        int64_t expected_version, const char *actor, int64_t now_ms, json_t **out,
+                        gh_err_t *err);
 
 /* The number resource as JSON (the HTTP body): {identifier, kind, state, operator_id,
  * tenant_id?, version, vanity_tier, reservation?, lease?, quarantine?}. New reference. */
