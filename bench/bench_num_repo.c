@@ -1,16 +1,23 @@
 /* bench_num_repo: the numbering database layer.
  *
- *   bench_num_repo [numbers] [cycles]     defaults 1000000 and 1000
+ *   bench_num_repo [-t THREADS] [numbers] [cycles]     defaults 1, 1000000 and 1000
  *
  * On SQLite (a temp file) and on PostgreSQL when GH_TEST_PG_URL is set (the tables are created
  * in a fresh schema-less database through GH_TEST_PG_ADMIN_URL, as the tests do):
  *   load     N MSISDNs (half ASSIGNED with a live lease, over 100 tenant pools) are inserted with
  *            one SQL statement, then num_repo_load_index fills an index; load_ms is that call.
- *   lifecycle `cycles` numbers each go reserve -> assign -> release, one thread: ops_per_s.
+ *   lifecycle `cycles` fresh numbers each go reserve -> assign -> release: ops_per_s.
+ *
+ * With -t, THREADS threads (and a store pool of THREADS connections) split the numbers; thread
+ * i acts for tenant t<i+1> (at most 99), so threads share no number and no pool row. They do
+ * share the audit chain head, whose row lock serialises the tail of every transaction.
+ *
  * Prints one line per backend:
- *   bench_num_repo backend=sqlite numbers=N load_ms=... lifecycle_ops_per_s=... */
+ *   bench_num_repo backend=sqlite threads=T numbers=N load_ms=... lifecycle_ops_per_s=...
+ */
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,14 +100,61 @@ static int fill(gh_store_t *s, long n)
 	return rc;
 }
 
-static int run(const char *backend, const char *url, long n, long cycles)
+typedef char ident_t[20];
+
+/* One lifecycle thread: numbers ids[first, first + count), tenant t<tenant>. */
+typedef struct worker_s {
+	num_repo_t *repo;
+	ident_t *ids;
+	long first, count;
+	char tenant[16], actor[24];
+	int rc;
+	pthread_t th;
+} worker_t;
+
+static void *lifecycle(void *arg)
+{
+	worker_t *w = arg;
+	static const num_action_t acts[3] = {NUM_ACT_RESERVE, NUM_ACT_ASSIGN, NUM_ACT_RELEASE};
+	gh_err_t err = {0};
+	for (long i = w->first; i < w->first + w->count; i++) {
+		gh_ident_t id;
+		if (gh_ident_normalize(NULL, GH_IDENT_AUTO, w->ids[i], strlen(w->ids[i]), &id,
+		                       NULL) < 0) {
+			w->rc = -1;
+			break;
+		}
+		for (int a = 0; a < 3; a++) {
+			num_tx_req_t req = {.key = id.key,
+			                    .action = acts[a],
+			                    .role = NUM_ROLE_TENANT,
+			                    .tenant_id = w->tenant,
+			                    .actor = w->actor,
+			                    .expected_version = -1,
+			                    .auto_renew = -1,
+			                    .now_ms = 1000};
+			num_number_t out;
+			if (num_repo_transition(w->repo, &req, &out, &err) < 0) {
+				fprintf(stderr, "bench_num_repo: %s %s: %s\n", w->ids[i],
+				        num_action_name(acts[a]), err.message);
+				w->rc = -1;
+				goto out;
+			}
+		}
+	}
+out:
+	gh_err_clear(&err);
+	return NULL;
+}
+
+static int run(const char *backend, const char *url, long n, long cycles, int threads)
 {
 	void *ctx = talloc_new(NULL);
 	gh_store_t *s;
 	gh_err_t err = {0};
 	num_repo_t *repo;
 	int rc = -1;
-	if (gh_store_open(ctx, url, &(gh_store_opts_t){.pool_size = 4}, &s) < 0 ||
+	if (gh_store_open(ctx, url, &(gh_store_opts_t){.pool_size = (unsigned)threads}, &s) < 0 ||
 	    gh_migrate_run(s, "core", gh_sql_files, &err) < 0 ||
 	    gh_migrate_run(s, "numbering", gh_sql_files, &err) < 0 ||
 	    num_repo_open(ctx, s, NULL, &repo) < 0 || num_repo_seed_operators(repo, 0, &err) < 0 ||
@@ -132,8 +186,10 @@ static int run(const char *backend, const char *url, long n, long cycles)
 
 	/* lifecycle: fresh numbers in another range, reserve -> assign -> release */
 	num_new_t *nn = talloc_array(ctx, num_new_t, (size_t)cycles);
-	typedef char ident_t[20];
 	ident_t *ids = talloc_array(ctx, ident_t, (size_t)cycles);
+	worker_t *ws = talloc_zero_array(ctx, worker_t, (size_t)threads);
+	if (!nn || !ids || !ws)
+		goto out;
 	for (long i = 0; i < cycles; i++) {
 		snprintf(ids[i], 20, "+9371%07d", (int)(i % 10000000));
 		nn[i] = (num_new_t){ids[i], GH_IDENT_AUTO, "awcc", 0};
@@ -142,31 +198,30 @@ static int run(const char *backend, const char *url, long n, long cycles)
 		fprintf(stderr, "bench_num_repo: add: %s\n", err.message);
 		goto out;
 	}
-	static const num_action_t acts[3] = {NUM_ACT_RESERVE, NUM_ACT_ASSIGN, NUM_ACT_RELEASE};
-	t0 = now_s();
-	for (long i = 0; i < cycles; i++) {
-		gh_ident_t id;
-		gh_ident_normalize(NULL, GH_IDENT_AUTO, ids[i], strlen(ids[i]), &id, NULL);
-		for (int a = 0; a < 3; a++) {
-			num_tx_req_t req = {.key = id.key,
-			                    .action = acts[a],
-			                    .role = NUM_ROLE_TENANT,
-			                    .tenant_id = "t1",
-			                    .actor = "tenant:t1",
-			                    .expected_version = -1,
-			                    .auto_renew = -1,
-			                    .now_ms = 1000};
-			num_number_t out;
-			if (num_repo_transition(repo, &req, &out, &err) < 0) {
-				fprintf(stderr, "bench_num_repo: %s: %s\n",
-				        num_action_name(acts[a]), err.message);
-				goto out;
-			}
-		}
+	long per = cycles / threads, extra = cycles % threads, first = 0;
+	for (int i = 0; i < threads; i++) {
+		ws[i] = (worker_t){.repo = repo, .ids = ids, .first = first};
+		ws[i].count = per + (i < extra ? 1 : 0);
+		first += ws[i].count;
+		snprintf(ws[i].tenant, sizeof(ws[i].tenant), "t%d", i + 1);
+		snprintf(ws[i].actor, sizeof(ws[i].actor), "tenant:t%d", i + 1);
 	}
+	t0 = now_s();
+	int started = 0;
+	for (; started < threads; started++)
+		if (pthread_create(&ws[started].th, NULL, lifecycle, &ws[started]) != 0)
+			break;
+	int wrc = started == threads ? 0 : -1;
+	for (int i = 0; i < started; i++) {
+		pthread_join(ws[i].th, NULL);
+		wrc |= ws[i].rc;
+	}
+	if (wrc != 0)
+		goto out;
 	double ops = 3.0 * (double)cycles / (now_s() - t0);
-	printf("bench_num_repo backend=%s numbers=%ld load_ms=%.0f lifecycle_ops_per_s=%.0f\n",
-	       backend, n, load_ms, ops);
+	printf("bench_num_repo backend=%s threads=%d numbers=%ld load_ms=%.0f "
+	       "lifecycle_ops_per_s=%.0f\n",
+	       backend, threads, n, load_ms, ops);
 	rc = 0;
 out:
 	if (rc != 0 && err.code != GH_OK)
@@ -198,10 +253,14 @@ static char *pg_fresh_db(void)
 
 int main(int argc, char **argv)
 {
-	long n = argc > 1 ? atol(argv[1]) : 1000000;
-	long cycles = argc > 2 ? atol(argv[2]) : 1000;
-	if (n < 1 || n > 10000000 || cycles < 1 || cycles > 1000000) {
-		fprintf(stderr, "usage: bench_num_repo [numbers] [cycles]\n");
+	int threads = 1, opt;
+	while ((opt = getopt(argc, argv, "t:")) != -1)
+		threads = opt == 't' ? atoi(optarg) : -1;
+	long n = optind < argc ? atol(argv[optind]) : 1000000;
+	long cycles = optind + 1 < argc ? atol(argv[optind + 1]) : 1000;
+	if (threads < 1 || threads > 99 || n < 1 || n > 10000000 || cycles < threads ||
+	    cycles > 1000000) {
+		fprintf(stderr, "usage: bench_num_repo [-t THREADS] [numbers] [cycles]\n");
 		return 2;
 	}
 	gh_log_init("bench_num_repo", GH_LOG_WARN);
@@ -211,7 +270,7 @@ int main(int argc, char **argv)
 	char url[128], path[96];
 	snprintf(path, sizeof(path), "%s/num.db", dir);
 	snprintf(url, sizeof(url), "sqlite://%s", path);
-	int rc = run("sqlite", url, n, cycles);
+	int rc = run("sqlite", url, n, cycles, threads);
 	static const char *const sfx[] = {"", "-wal", "-shm"};
 	for (int i = 0; i < 3; i++) {
 		snprintf(path, sizeof(path), "%s/num.db%s", dir, sfx[i]);
@@ -220,7 +279,7 @@ int main(int argc, char **argv)
 	rmdir(dir);
 	char *pg = pg_fresh_db();
 	if (pg) {
-		rc |= run("pg", pg, n, cycles);
+		rc |= run("pg", pg, n, cycles, threads);
 		free(pg);
 	}
 	return rc ? 1 : 0;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,26 +15,17 @@
 #include "log.h"
 #include "uuid.h"
 
-int gh_outbox_add(gh_conn_t *c, const gh_event_t *ev, char event_id[37], int64_t *aggregate_seq)
+static bool event_ok(const gh_event_t *ev)
 {
-	if (!gh_conn_in_tx(c) || !ev->type || !gh_bus_subject_valid(ev->type) ||
-	    !ev->aggregate_id || !*ev->aggregate_id || !ev->source)
-		return -EINVAL;
-	/* The upsert locks the aggregate's row until commit: see outbox.h on ordering. */
-	gh_rows_t *r;
-	int rc = gh_conn_query_one(
-	    c,
-	    "INSERT INTO gh_outbox_agg (aggregate_id, seq) VALUES ($1, 1) "
-	    "ON CONFLICT (aggregate_id) DO UPDATE SET seq = gh_outbox_agg.seq + 1 "
-	    "RETURNING seq",
-	    (gh_val_t[]){GH_TEXT(ev->aggregate_id)}, 1, &r);
-	if (rc < 0)
-		return rc == -ENOENT ? -EIO : rc;
-	int64_t seq = gh_rows_i64(r, 0);
-	gh_rows_close(r);
+	return ev->type && gh_bus_subject_valid(ev->type) && ev->aggregate_id &&
+	       *ev->aggregate_id && ev->source;
+}
 
-	char id[37], ts[25];
-	gh_uuid_v7(ev->time_ms, id);
+/* The envelope of ev as compact JSON (free()), or NULL: a string that is not UTF-8 dropped a key,
+ * or no memory. */
+static char *envelope(const gh_event_t *ev, const char *id, int64_t seq)
+{
+	char ts[25];
 	gh_time_format(ev->time_ms, ts);
 	json_t *env = json_object();
 	json_object_set_new(env, "id", json_string(id));
@@ -49,22 +41,102 @@ int gh_outbox_add(gh_conn_t *c, const gh_event_t *ev, char event_id[37], int64_t
 	json_object_set_new(env, "data", ev->data ? json_deep_copy(ev->data) : json_object());
 	char *text = json_dumps(env, JSON_SORT_KEYS | JSON_COMPACT);
 	json_decref(env);
-	if (!text)
-		return -EINVAL; /* a string that is not UTF-8 dropped a key, or no memory */
-	rc = gh_conn_exec(c,
-	                  "INSERT INTO gh_outbox (event_id, subject, aggregate_id, aggregate_seq, "
-	                  "envelope, created_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-	                  (gh_val_t[]){GH_TEXT(id), GH_TEXT(ev->type), GH_TEXT(ev->aggregate_id),
-	                               GH_I64(seq), GH_TEXT(text), GH_I64(ev->time_ms)},
-	                  6, NULL);
-	free(text);
-	if (rc < 0)
-		return rc;
-	if (event_id)
-		memcpy(event_id, id, 37);
-	if (aggregate_seq)
-		*aggregate_seq = seq;
-	return 0;
+	return text;
+}
+
+#define INSERT_SQL                                                                          \
+	"INSERT INTO gh_outbox (event_id, subject, aggregate_id, aggregate_seq, envelope, " \
+	"created_ms) VALUES ($1, $2, $3, $4, $5, $6)"
+
+/* Rows per gh_conn_exec_batch: bounds the memory of one call whatever n is. */
+enum { ADD_CHUNK = 256, ADD_NCOLS = 6 };
+
+int gh_outbox_add_many(gh_conn_t *c, const gh_event_t *evs, size_t n, char (*event_ids)[37],
+                       int64_t *aggregate_seqs)
+{
+	if (!gh_conn_in_tx(c) || (n > 0 && !evs))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!event_ok(&evs[i]))
+			return -EINVAL;
+	if (n == 0)
+		return 0;
+	int64_t *seqs = malloc(n * sizeof(*seqs));
+	size_t chunk = n < ADD_CHUNK ? n : ADD_CHUNK;
+	gh_val_t *p = malloc(chunk * ADD_NCOLS * sizeof(*p));
+	char **texts = calloc(chunk, sizeof(*texts));
+	char(*ids)[37] = malloc(chunk * sizeof(*ids));
+	int rc = seqs && p && texts && ids ? 0 : -ENOMEM;
+
+	/* One upsert per run of adjacent events of one aggregate: it adds the run's length and
+	 * locks the aggregate's row until commit (see outbox.h on ordering). */
+	for (size_t i = 0; i < n && rc == 0;) {
+		size_t k = 1;
+		while (i + k < n && strcmp(evs[i + k].aggregate_id, evs[i].aggregate_id) == 0)
+			k++;
+		gh_rows_t *r;
+		rc = gh_conn_query_one(
+		    c,
+		    "INSERT INTO gh_outbox_agg (aggregate_id, seq) VALUES ($1, $2) "
+		    "ON CONFLICT (aggregate_id) DO UPDATE SET seq = gh_outbox_agg.seq + "
+		    "excluded.seq "
+		    "RETURNING seq",
+		    (gh_val_t[]){GH_TEXT(evs[i].aggregate_id), GH_I64(k)}, 2, &r);
+		if (rc < 0) {
+			rc = rc == -ENOENT ? -EIO : rc;
+			break;
+		}
+		int64_t last = gh_rows_i64(r, 0);
+		gh_rows_close(r);
+		for (size_t j = 0; j < k; j++)
+			seqs[i + j] = last - (int64_t)k + 1 + (int64_t)j;
+		i += k;
+	}
+
+	/* The rows, a chunk per batch (one pipeline on PostgreSQL). */
+	for (size_t i = 0; i < n && rc == 0; i += chunk) {
+		size_t k = n - i < chunk ? n - i : chunk;
+		for (size_t j = 0; j < k && rc == 0; j++) {
+			const gh_event_t *ev = &evs[i + j];
+			gh_uuid_v7(ev->time_ms, ids[j]);
+			if (!(texts[j] = envelope(ev, ids[j], seqs[i + j]))) {
+				rc = -EINVAL;
+				break;
+			}
+			gh_val_t *v = &p[j * ADD_NCOLS];
+			v[0] = GH_TEXT(ids[j]);
+			v[1] = GH_TEXT(ev->type);
+			v[2] = GH_TEXT(ev->aggregate_id);
+			v[3] = GH_I64(seqs[i + j]);
+			v[4] = GH_TEXT(texts[j]);
+			v[5] = GH_I64(ev->time_ms);
+		}
+		if (rc == 0)
+			rc = k == 1 ? gh_conn_exec(c, INSERT_SQL, p, ADD_NCOLS, NULL)
+			            : gh_conn_exec_batch(c, INSERT_SQL, p, ADD_NCOLS, k, NULL);
+		for (size_t j = 0; j < k; j++) {
+			free(texts[j]);
+			texts[j] = NULL;
+		}
+		if (rc == 0 && event_ids)
+			memcpy(event_ids + i, ids, k * sizeof(*ids));
+	}
+	if (rc == 0 && aggregate_seqs)
+		memcpy(aggregate_seqs, seqs, n * sizeof(*seqs));
+	free(ids);
+	free(texts);
+	free(p);
+	free(seqs);
+	return rc;
+}
+
+int gh_outbox_add(gh_conn_t *c, const gh_event_t *ev, char event_id[37], int64_t *aggregate_seq)
+{
+	char ids[1][37];
+	int rc = gh_outbox_add_many(c, ev, 1, ids, aggregate_seq);
+	if (rc == 0 && event_id)
+		memcpy(event_id, ids[0], 37);
+	return rc;
 }
 
 int gh_outbox_pending(gh_store_t *s, int64_t now_ms, int64_t *count, int64_t *oldest_age_ms)

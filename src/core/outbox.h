@@ -37,6 +37,14 @@ typedef struct gh_event_s {
  * event_id (may be NULL) gets the new event's UUIDv7; *aggregate_seq (may be NULL) its sequence.
  * Returns 0, -EINVAL (no transaction, bad type/aggregate), or the store's error. */
 int gh_outbox_add(gh_conn_t *c, const gh_event_t *ev, char event_id[37], int64_t *aggregate_seq);
+/* Add evs[0..n) in that order, as n gh_outbox_add calls would, in fewer statements: one
+ * aggregate upsert per run of adjacent events of one aggregate (it adds the run's length), then
+ * the rows in one gh_conn_exec_batch (one pipeline round trip on PostgreSQL) per 256 events.
+ * event_ids and aggregate_seqs (each may be NULL) get n entries. Returns 0; -EINVAL before any
+ * statement when there is no transaction or an event is invalid; else the store's error, or
+ * -EINVAL for data that cannot be encoded, after which the caller rolls back. */
+int gh_outbox_add_many(gh_conn_t *c, const gh_event_t *evs, size_t n, char (*event_ids)[37],
+                       int64_t *aggregate_seqs);
 
 typedef struct gh_outbox_relay_s gh_outbox_relay_t;
 

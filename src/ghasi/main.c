@@ -47,6 +47,7 @@ int main(int argc, char **argv)
 		return usage(stderr);
 	}
 
+	ghasi_config_register();
 	void *root = talloc_named_const(NULL, 0, "ghasi");
 	gh_config_t *cfg = NULL;
 	gh_err_t err = {0};

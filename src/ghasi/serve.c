@@ -5,11 +5,15 @@
 #include <talloc.h>
 
 #include "log.h"
+#include "numbering/service.h"
 #include "services.h"
 
 const gh_service_t *const ghasi_services[] = {
+    &num_service,
     NULL,
 };
+
+void ghasi_config_register(void) { num_config_register(); }
 
 const gh_service_t *ghasi_service_find(const char *name)
 {

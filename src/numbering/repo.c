@@ -1,11 +1,14 @@
 /* repo: the numbering database. See repo.h for the contract; sql/numbering/ for the tables.
  *
  * A transition runs as one gh_store_tx: read the number with its live reservation, lease and
- * quarantine record; check expected_version; refine a tenant caller's role from the row; read
- * the receiving tenant's pool; decide with num_lifecycle_step; then write in a fixed order
- * (number row CAS first, then the pool row, then the side tables), so that two transactions
- * never take the same two row locks in opposite orders, and the CAS decides a race before any
- * unique index on reservations or leases could. */
+ * quarantine record (and, for reserve/assign/reclaim, the receiving tenant's pool, in the same
+ * query); check expected_version; refine a tenant caller's role from the row; decide with
+ * num_lifecycle_step; then write in a fixed order (number row CAS first, then the pool row,
+ * then the side tables, the outbox rows, the audit chain head last), so that two transactions
+ * never take the same two row locks in opposite orders, the CAS decides a race before any
+ * unique index on reservations or leases could, and the chain head, which every transition
+ * locks, is held for the fewest round trips. The number after is built in memory from what was
+ * written, not read back. docs/numbering.md counts the statements. */
 #include "repo.h"
 
 #include <ctype.h>
@@ -53,9 +56,31 @@ struct num_repo_s {
 	gh_outbox_relay_t *relay;
 	gh_counter_t *transitions[NUM_ACT__COUNT][RS__N];
 	gh_counter_t *conflicts;
+	gh_conn_t *conn; /* num_repo_on_conn: run on the caller's transaction */
 };
 
 static const gh_tx_opts_t tx_write = {.flags = GH_TX_WRITE};
+
+/* A write transaction of its own, or the caller's (num_repo_on_conn). */
+static int repo_tx(num_repo_t *r, gh_tx_fn fn, void *ud)
+{
+	return r->conn ? fn(r->conn, ud) : gh_store_tx(r->store, fn, ud, &tx_write);
+}
+
+static int repo_acquire(num_repo_t *r, gh_conn_t **c)
+{
+	if (r->conn) {
+		*c = r->conn;
+		return 0;
+	}
+	return gh_store_acquire(r->store, 5000, c);
+}
+
+static void repo_release(num_repo_t *r, gh_conn_t *c)
+{
+	if (c != r->conn)
+		gh_store_release(c);
+}
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -123,6 +148,7 @@ static bool list_has(const char *list, const char *item)
 	"n.vanity_tier, n.version, n.created_ms, n.updated_ms, r.created_ms, r.expires_ms, " \
 	"l.lease_id, l.status, l.starts_ms, l.ends_ms, l.auto_renew, q.reason, "             \
 	"q.quarantined_ms, q.until_ms, q.previous_tenant_id"
+#define NUMBER_NCOLS 22
 #define NUMBER_FROM                                                                    \
 	" FROM num_numbers n"                                                          \
 	" LEFT JOIN num_reservations r ON r.number_key = n.key AND r.ended_ms IS NULL" \
@@ -238,11 +264,11 @@ int num_repo_get(num_repo_t *r, uint64_t key, const char *tenant_scope, num_numb
                  gh_err_t *err)
 {
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	rc = load_number(c, key, out);
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc == -ENOENT || (rc == 0 && tenant_scope && !visible_to(out, tenant_scope)))
 		return gh_err_set(err, GH_E_NOT_FOUND, NULL, "number not found");
 	return rc < 0 ? db_fail(err, rc) : 0;
@@ -272,6 +298,42 @@ typedef struct pool_s {
 	"held_short_code, held_alpha, max_reservations, reservations, allowed_operators, "       \
 	"allowed_kinds, vanity_allowed, direct_assign, lease_term_days, auto_renew, version, "   \
 	"created_ms, updated_ms"
+#define POOL_COLS_P                                                                             \
+	"p.tenant_id, p.status, p.segment, p.quota_msisdn, p.quota_short_code, p.quota_alpha, " \
+	"p.held_msisdn, p.held_short_code, p.held_alpha, p.max_reservations, p.reservations, "  \
+	"p.allowed_operators, p.allowed_kinds, p.vanity_allowed, p.direct_assign, "             \
+	"p.lease_term_days, p.auto_renew, p.version, p.created_ms, p.updated_ms"
+
+/* The pool columns of the current row from column off; a NULL tenant_id is no pool. */
+static void row_pool(gh_rows_t *r, int off, pool_t *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (gh_rows_isnull(r, off))
+		return;
+	p->exists = true;
+	copy_str(p->tenant_id, sizeof(p->tenant_id), gh_rows_text(r, off));
+	num_pool_status_t st = NUM_POOL_SUSPENDED;
+	num_pool_status_parse(gh_rows_text(r, off + 1), &st);
+	p->status = st;
+	copy_str(p->segment, sizeof(p->segment), gh_rows_text(r, off + 2));
+	for (int k = 0; k < NUM_KIND__COUNT; k++) {
+		p->quota[k] = gh_rows_i64(r, off + 3 + k);
+		p->held[k] = gh_rows_i64(r, off + 6 + k);
+	}
+	p->max_reservations = gh_rows_i64(r, off + 9);
+	p->reservations = gh_rows_i64(r, off + 10);
+	p->any_operator = gh_rows_isnull(r, off + 11);
+	copy_str(p->allowed_operators, sizeof(p->allowed_operators), gh_rows_text(r, off + 11));
+	p->any_kind = gh_rows_isnull(r, off + 12);
+	copy_str(p->allowed_kinds, sizeof(p->allowed_kinds), gh_rows_text(r, off + 12));
+	p->vanity_allowed = gh_rows_i64(r, off + 13) != 0;
+	p->direct_assign = gh_rows_i64(r, off + 14) != 0;
+	p->lease_term_days = gh_rows_i64(r, off + 15);
+	p->auto_renew = gh_rows_i64(r, off + 16) != 0;
+	p->version = gh_rows_i64(r, off + 17);
+	p->created_ms = gh_rows_i64(r, off + 18);
+	p->updated_ms = gh_rows_i64(r, off + 19);
+}
 
 /* 0 (p->exists says whether there is one) or the store's error. */
 static int load_pool(gh_conn_t *c, const char *tenant, pool_t *p)
@@ -284,29 +346,27 @@ static int load_pool(gh_conn_t *c, const char *tenant, pool_t *p)
 		return 0;
 	if (rc < 0)
 		return rc;
-	p->exists = true;
-	copy_str(p->tenant_id, sizeof(p->tenant_id), gh_rows_text(r, 0));
-	num_pool_status_t st = NUM_POOL_SUSPENDED;
-	num_pool_status_parse(gh_rows_text(r, 1), &st);
-	p->status = st;
-	copy_str(p->segment, sizeof(p->segment), gh_rows_text(r, 2));
-	for (int k = 0; k < NUM_KIND__COUNT; k++) {
-		p->quota[k] = gh_rows_i64(r, 3 + k);
-		p->held[k] = gh_rows_i64(r, 6 + k);
-	}
-	p->max_reservations = gh_rows_i64(r, 9);
-	p->reservations = gh_rows_i64(r, 10);
-	p->any_operator = gh_rows_isnull(r, 11);
-	copy_str(p->allowed_operators, sizeof(p->allowed_operators), gh_rows_text(r, 11));
-	p->any_kind = gh_rows_isnull(r, 12);
-	copy_str(p->allowed_kinds, sizeof(p->allowed_kinds), gh_rows_text(r, 12));
-	p->vanity_allowed = gh_rows_i64(r, 13) != 0;
-	p->direct_assign = gh_rows_i64(r, 14) != 0;
-	p->lease_term_days = gh_rows_i64(r, 15);
-	p->auto_renew = gh_rows_i64(r, 16) != 0;
-	p->version = gh_rows_i64(r, 17);
-	p->created_ms = gh_rows_i64(r, 18);
-	p->updated_ms = gh_rows_i64(r, 19);
+	row_pool(r, 0, p);
+	gh_rows_close(r);
+	return 0;
+}
+
+/* The number and, in the same round trip, the pool of the tenant receiving or keeping it: its
+ * holder, else `asker` (may be NULL: no pool). 0, -ENOENT, or the store's error. */
+static int load_number_pool(gh_conn_t *c, uint64_t key, const char *asker, num_number_t *n,
+                            pool_t *p)
+{
+	gh_rows_t *r;
+	int rc =
+	    gh_conn_query_one(c,
+	                      "SELECT " NUMBER_COLS ", " POOL_COLS_P NUMBER_FROM
+	                      " LEFT JOIN num_pools p ON p.tenant_id = "
+	                      "COALESCE(n.tenant_id, $2) WHERE n.key = $1",
+	                      (gh_val_t[]){GH_I64((int64_t)key), GH_TEXT_OR_NULL(asker)}, 2, &r);
+	if (rc < 0)
+		return rc;
+	row_number(r, n);
+	row_pool(r, NUMBER_NCOLS, p);
 	gh_rows_close(r);
 	return 0;
 }
@@ -368,16 +428,20 @@ static void aggregate_of(const char *identifier, char buf[GH_IDENT_BUFSZ + 8])
 	snprintf(buf, GH_IDENT_BUFSZ + 8, "number/%s", identifier);
 }
 
-/* The transition's events (names NULL are skipped) and the cache invalidation, in order. */
+/* The transition's events (names NULL are skipped) and the cache invalidation, in order, with
+ * one gh_outbox_add_many: one aggregate upsert and one batch of rows. */
 static int add_events(gh_conn_t *c, const num_number_t *n, const char *const *events, size_t nev,
                       const char *tenant, const char *actor, const char *request_id,
                       const char *traceparent, int64_t now_ms)
 {
+	enum { EV_MAX = 4 };
 	char agg[GH_IDENT_BUFSZ + 8];
 	aggregate_of(n->identifier, agg);
+	gh_event_t evs[EV_MAX];
+	size_t k = 0;
+	json_t *data = NULL, *inv = NULL;
 	int rc = 0;
-	json_t *data = NULL;
-	for (size_t i = 0; i < nev && rc == 0; i++) {
+	for (size_t i = 0; i < nev && k < EV_MAX - 1; i++) {
 		if (!events[i])
 			continue;
 		if (!data) {
@@ -388,41 +452,34 @@ static int add_events(gh_conn_t *c, const num_number_t *n, const char *const *ev
 			json_object_set_new(data, "request_id",
 			                    request_id ? json_string(request_id) : json_null());
 		}
-		rc = gh_outbox_add(c,
-		                   &(gh_event_t){.type = events[i],
-		                                 .source = SOURCE,
-		                                 .tenant_id = tenant,
-		                                 .aggregate_id = agg,
-		                                 .traceparent = traceparent,
-		                                 .time_ms = now_ms,
-		                                 .data = data},
-		                   NULL, NULL);
+		evs[k++] = (gh_event_t){.type = events[i], .data = data};
 	}
-	json_decref(data);
-	if (rc < 0)
-		return rc;
 	char keybuf[24];
 	snprintf(keybuf, sizeof(keybuf), "%llu", (unsigned long long)n->key);
-	json_t *inv = json_pack("{s:s, s:s, s:I}", "key", keybuf, "identifier", n->identifier,
-	                        "version", (json_int_t)n->version);
-	if (!inv)
-		return -ENOMEM;
-	rc = gh_outbox_add(c,
-	                   &(gh_event_t){.type = EV_INVALIDATE,
-	                                 .source = SOURCE,
-	                                 .tenant_id = tenant,
-	                                 .aggregate_id = agg,
-	                                 .traceparent = traceparent,
-	                                 .time_ms = now_ms,
-	                                 .data = inv},
-	                   NULL, NULL);
+	inv = json_pack("{s:s, s:s, s:I}", "key", keybuf, "identifier", n->identifier, "version",
+	                (json_int_t)n->version);
+	if (!inv) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	evs[k++] = (gh_event_t){.type = EV_INVALIDATE, .data = inv};
+	for (size_t i = 0; i < k; i++) {
+		evs[i].source = SOURCE;
+		evs[i].tenant_id = tenant;
+		evs[i].aggregate_id = agg;
+		evs[i].traceparent = traceparent;
+		evs[i].time_ms = now_ms;
+	}
+	rc = gh_outbox_add_many(c, evs, k, NULL, NULL);
+out:
+	json_decref(data);
 	json_decref(inv);
 	return rc;
 }
 
 static void kick(num_repo_t *r)
 {
-	if (r->relay)
+	if (r->relay && !r->conn)
 		gh_outbox_relay_kick(r->relay);
 }
 
@@ -497,24 +554,17 @@ static int pool_allows(tx_t *t, const pool_t *p, const num_number_t *n)
 	return 0;
 }
 
-static int pool_count(gh_conn_t *c, const char *sql, const char *tenant, int64_t *changed)
-{
-	return gh_conn_exec(c, sql, (gh_val_t[]){GH_TEXT(tenant)}, 1, changed);
-}
-
-static const char *const held_inc_sql[NUM_KIND__COUNT] = {
-    "UPDATE num_pools SET held_msisdn = held_msisdn + 1 WHERE tenant_id = $1 AND "
-    "held_msisdn < quota_msisdn",
-    "UPDATE num_pools SET held_short_code = held_short_code + 1 WHERE tenant_id = $1 AND "
-    "held_short_code < quota_short_code",
-    "UPDATE num_pools SET held_alpha = held_alpha + 1 WHERE tenant_id = $1 AND "
-    "held_alpha < quota_alpha",
-};
-static const char *const held_dec_sql[NUM_KIND__COUNT] = {
-    "UPDATE num_pools SET held_msisdn = held_msisdn - 1 WHERE tenant_id = $1 AND held_msisdn > 0",
-    "UPDATE num_pools SET held_short_code = held_short_code - 1 WHERE tenant_id = $1 AND "
-    "held_short_code > 0",
-    "UPDATE num_pools SET held_alpha = held_alpha - 1 WHERE tenant_id = $1 AND held_alpha > 0",
+/* Add $2 to the kind's held counter and $3 to the live reservations of pool $1 (neither below
+ * 0) and return the new values with their limits. */
+#define POOL_DELTA(k)                                                                              \
+	"UPDATE num_pools SET held_" k " = CASE WHEN held_" k " + $2 < 0 THEN 0 ELSE held_" k      \
+	" + $2 END, reservations = CASE WHEN reservations + $3 < 0 THEN 0 ELSE reservations + $3 " \
+	"END WHERE tenant_id = $1 RETURNING held_" k ", quota_" k                                  \
+	", reservations, max_reservations"
+static const char *const pool_delta_sql[NUM_KIND__COUNT] = {
+    POOL_DELTA("msisdn"),
+    POOL_DELTA("short_code"),
+    POOL_DELTA("alpha"),
 };
 
 static int transition_fn(gh_conn_t *c, void *ud)
@@ -526,7 +576,12 @@ static int transition_fn(gh_conn_t *c, void *ud)
 	t->refused = false;
 	t->result = RS_UNAVAIL;
 
-	int rc = load_number(c, req->key, &t->cur);
+	bool wants_pool = req->action == NUM_ACT_RESERVE || req->action == NUM_ACT_ASSIGN ||
+	                  req->action == NUM_ACT_RECLAIM;
+	const char *asker = req->tenant_id && *req->tenant_id ? req->tenant_id : NULL;
+	pool_t pool = {0};
+	int rc = wants_pool ? load_number_pool(c, req->key, asker, &t->cur, &pool)
+	                    : load_number(c, req->key, &t->cur);
 	if (rc == -ENOENT) {
 		t->result = RS_NOTFOUND;
 		return gh_err_set(t->err, GH_E_NOT_FOUND, NULL, "number not found");
@@ -555,12 +610,6 @@ static int transition_fn(gh_conn_t *c, void *ud)
 	const char *target = holder ? holder : req->tenant_id;
 	if (target && !*target)
 		target = NULL;
-	bool wants_pool = req->action == NUM_ACT_RESERVE || req->action == NUM_ACT_ASSIGN ||
-	                  req->action == NUM_ACT_RECLAIM;
-	pool_t pool = {0};
-	if (wants_pool && target && (rc = load_pool(c, target, &pool)) < 0)
-		return rc;
-
 	num_step_t in = {
 	    .role = t->role,
 	    .kind = cur->kind,
@@ -627,30 +676,34 @@ static int transition_fn(gh_conn_t *c, void *ud)
 	if (n == 0)
 		return conflict(t, c, -1);
 
-	/* 2. the pool: held counters under the quota, live reservations under their limit */
-	if (entering) {
-		if ((rc = pool_count(c, held_inc_sql[cur->kind], target, &n)) < 0)
+	/* 2. the pool: held counters under the quota, live reservations under their limit. One
+	 * statement moves both (target is the holder whenever there is one); the row lock it takes
+	 * until commit orders concurrent transitions of one tenant, and the values it returns are
+	 * the latest committed ones plus ours, so a quota cannot be overrun by write skew. */
+	int64_t dh = entering ? 1 : leaving ? -1 : 0;
+	int64_t dr = ((tr.flags & NUM_TF_RESERVATION_OPEN) ? 1 : 0) -
+	             ((tr.flags & NUM_TF_RESERVATION_CLOSE) && holder ? 1 : 0);
+	if ((dh || dr) && target) {
+		gh_rows_t *pr;
+		rc = gh_conn_query_one(c, pool_delta_sql[cur->kind],
+		                       (gh_val_t[]){GH_TEXT(target), GH_I64(dh), GH_I64(dr)}, 3,
+		                       &pr);
+		if (rc == -ENOENT && dh <= 0 && dr <= 0)
+			rc = 0; /* nothing to give back to */
+		else if (rc == -ENOENT)
+			return precondition(t, "pool_missing", "the tenant has no number pool");
+		else if (rc < 0)
 			return rc;
-		if (n == 0)
-			return quota_exceeded(t, kind_col[cur->kind], pool.quota[cur->kind]);
+		else {
+			int64_t held = gh_rows_i64(pr, 0), quota = gh_rows_i64(pr, 1);
+			int64_t resv = gh_rows_i64(pr, 2), max_resv = gh_rows_i64(pr, 3);
+			gh_rows_close(pr);
+			if (dh > 0 && held > quota)
+				return quota_exceeded(t, kind_col[cur->kind], quota);
+			if (dr > 0 && resv > max_resv)
+				return quota_exceeded(t, "max_reservations", max_resv);
+		}
 	}
-	if (tr.flags & NUM_TF_RESERVATION_OPEN) {
-		if ((rc = pool_count(c,
-		                     "UPDATE num_pools SET reservations = reservations + 1 WHERE "
-		                     "tenant_id = $1 AND reservations < max_reservations",
-		                     target, &n)) < 0)
-			return rc;
-		if (n == 0)
-			return quota_exceeded(t, "max_reservations", pool.max_reservations);
-	}
-	if ((tr.flags & NUM_TF_RESERVATION_CLOSE) && holder &&
-	    (rc = pool_count(c,
-	                     "UPDATE num_pools SET reservations = reservations - 1 WHERE "
-	                     "tenant_id = $1 AND reservations > 0",
-	                     holder, NULL)) < 0)
-		return rc;
-	if (leaving && (rc = pool_count(c, held_dec_sql[cur->kind], holder, NULL)) < 0)
-		return rc;
 
 	/* 3. reservations, leases, quarantine records */
 	const int64_t now = req->now_ms, key = (int64_t)req->key;
@@ -687,8 +740,8 @@ static int transition_fn(gh_conn_t *c, void *ud)
 	                       "number_key = $3 AND closed_ms IS NULL",
 	                       (gh_val_t[]){GH_I64(now), GH_TEXT(act), GH_I64(key)}, 3, NULL)) < 0)
 		return rc;
+	char lease_id[37] = "";
 	if (tr.flags & NUM_TF_LEASE_OPEN) {
-		char lease_id[37];
 		gh_uuid_v4(lease_id);
 		rc = gh_conn_exec(
 		    c,
@@ -717,24 +770,81 @@ static int transition_fn(gh_conn_t *c, void *ud)
 			return rc;
 	}
 
-	/* 4. the number after, its audit row and events */
-	if ((rc = load_number(c, req->key, &t->after)) < 0)
-		return rc == -ENOENT ? -EIO : rc;
+	/* 4. the number after, built from what was written (no read-back) */
+	num_number_t *after = &t->after;
+	*after = *cur;
+	after->state = tr.to;
+	copy_str(after->tenant_id, sizeof(after->tenant_id), new_holder ? new_holder : "");
+	after->version = cur->version + 1;
+	after->updated_ms = now;
+	if (tr.flags & NUM_TF_RESERVATION_CLOSE)
+		after->has_reservation = false;
+	if (tr.flags & NUM_TF_RESERVATION_OPEN) {
+		after->has_reservation = true;
+		after->reservation_created_ms = now;
+		after->reservation_expires_ms = tr.reservation_expires_at_ms;
+	}
+	if (after->has_lease && lease_status) {
+		if (tr.flags & NUM_TF_LEASE_END)
+			after->has_lease = false;
+		else
+			after->lease_status = (tr.flags & NUM_TF_LEASE_SUSPEND)
+			                          ? NUM_LEASE_SUSPENDED
+			                          : NUM_LEASE_ACTIVE;
+	}
+	if (tr.flags & NUM_TF_LEASE_OPEN) {
+		after->has_lease = true;
+		copy_str(after->lease_id, sizeof(after->lease_id), lease_id);
+		after->lease_status = NUM_LEASE_ACTIVE;
+		after->lease_starts_ms = now;
+		after->lease_ends_ms = now + term_days * 86400000LL;
+		after->auto_renew = auto_renew != 0;
+	}
+	if (tr.flags & NUM_TF_QUARANTINE_CLOSE)
+		after->has_quarantine = false;
+	if ((tr.flags & NUM_TF_QUARANTINE_OPEN) && tr.to == NUM_ST_QUARANTINED) {
+		after->has_quarantine = true;
+		after->quarantine_reason = tr.reason;
+		after->quarantined_ms = now;
+		after->quarantine_until_ms = tr.quarantine_until_ms;
+		copy_str(after->previous_tenant_id, sizeof(after->previous_tenant_id),
+		         holder ? holder : "");
+	}
+	if (!after->has_reservation)
+		after->reservation_created_ms = after->reservation_expires_ms = 0;
+	if (!after->has_lease) {
+		after->lease_id[0] = '\0';
+		after->lease_status = 0;
+		after->lease_starts_ms = after->lease_ends_ms = 0;
+		after->auto_renew = false;
+	}
+	if (!after->has_quarantine) {
+		after->quarantine_reason = 0;
+		after->quarantined_ms = after->quarantine_until_ms = 0;
+		after->previous_tenant_id[0] = '\0';
+	}
+
+	/* 5. events, then the audit row last: the chain head's row lock serialises every
+	 * transition of the repository, so it is taken as late (held as briefly) as possible */
+	const char *tenant = new_holder ? new_holder : holder;
+	rc = add_events(c, after, tr.events, 2, tenant, req->actor, req->request_id,
+	                req->traceparent, now);
+	if (rc < 0)
+		return rc;
 	json_t *payload = json_pack("{s:s, s:s, s:s, s:I}", "from", num_state_name(cur->state),
 	                            "to", num_state_name(tr.to), "role", num_role_name(t->role),
-	                            "version", (json_int_t)t->after.version);
+	                            "version", (json_int_t)after->version);
 	if (!payload)
 		return -ENOMEM;
 	if (tr.flags & NUM_TF_QUARANTINE_OPEN)
 		json_object_set_new(payload, "quarantine_reason",
 		                    json_string(num_qreason_name(tr.reason)));
-	if (t->after.has_lease)
-		json_object_set_new(payload, "lease_id", json_string(t->after.lease_id));
+	if (after->has_lease)
+		json_object_set_new(payload, "lease_id", json_string(after->lease_id));
 	if (req->justification && *req->justification)
 		json_object_set_new(payload, "justification", json_string(req->justification));
 	char action[40];
 	snprintf(action, sizeof(action), "number.%s", act);
-	const char *tenant = new_holder ? new_holder : holder;
 	rc = gh_audit_append(c, CHAIN,
 	                     &(gh_audit_rec_t){.ts_ms = now,
 	                                       .actor = req->actor ? req->actor : "system",
@@ -746,10 +856,6 @@ static int transition_fn(gh_conn_t *c, void *ud)
 	                                       .payload = payload},
 	                     1, NULL);
 	json_decref(payload);
-	if (rc < 0)
-		return rc;
-	rc = add_events(c, &t->after, tr.events, 2, tenant, req->actor, req->request_id,
-	                req->traceparent, now);
 	if (rc < 0)
 		return rc;
 	t->result = RS_OK;
@@ -791,9 +897,9 @@ int num_repo_transition(num_repo_t *r, const num_tx_req_t *req, num_number_t *ou
 		rc = gh_err_set(err, GH_E_INVALID_ARGUMENT, NULL, "unknown action or role");
 		goto out;
 	}
-	rc = gh_store_tx(r->store, transition_fn, &t, &tx_write);
-	if (rc < 0 && t.refused) {
-		int arc = gh_store_tx(r->store, refused_fn, &t, &tx_write);
+	rc = repo_tx(r, transition_fn, &t);
+	if (rc < 0 && t.refused && !r->conn) {
+		int arc = repo_tx(r, refused_fn, &t);
 		if (arc < 0)
 			gh_log(GH_LOG_ERROR, "numbering: refused transition not audited", "errno",
 			       strerror(-arc), NULL);
@@ -815,6 +921,34 @@ out:
 		gh_counter_inc(r->conflicts);
 	gh_err_clear(&local);
 	return rc;
+}
+
+int num_repo_on_conn(void *ctx, num_repo_t *r, gh_conn_t *c, num_repo_t **out)
+{
+	num_repo_t *v = talloc(ctx, num_repo_t);
+	if (!v)
+		return -ENOMEM;
+	*v = *r; /* the counters are shared; they are atomics owned by the registry */
+	v->conn = c;
+	*out = v;
+	return 0;
+}
+
+int num_repo_audit_refused(num_repo_t *r, const num_tx_req_t *req, const gh_err_t *err)
+{
+	(void)err;
+	tx_t t = {.r = r, .req = req, .role = req->role};
+	gh_conn_t *c;
+	int rc = repo_acquire(r, &c);
+	if (rc < 0)
+		return rc;
+	rc = load_number(c, req->key, &t.cur);
+	repo_release(r, c);
+	if (rc < 0)
+		return rc;
+	if (!r->conn)
+		return gh_store_tx(r->store, refused_fn, &t, &tx_write);
+	return refused_fn(r->conn, &t);
 }
 
 /* ---- operators: reading --------------------------------------------------------------- */
@@ -997,12 +1131,12 @@ int num_repo_add(num_repo_t *r, const num_new_t *nums, size_t n, const char *act
 		goto out;
 	size_t nops = 0;
 	gh_conn_t *c;
-	if ((rc = gh_store_acquire(r->store, 5000, &c)) < 0) {
+	if ((rc = repo_acquire(r, &c)) < 0) {
 		rc = db_fail(err, rc);
 		goto out;
 	}
 	rc = load_operators(c, ops, idxs, OPS_MAX, &nops);
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc < 0) {
 		rc = db_fail(err, rc);
 		goto out;
@@ -1070,7 +1204,7 @@ int num_repo_add(num_repo_t *r, const num_new_t *nums, size_t n, const char *act
 	           .actor = actor,
 	           .now_ms = now_ms,
 	           .err = err};
-	rc = gh_store_tx(r->store, add_fn, &a, &tx_write);
+	rc = repo_tx(r, add_fn, &a);
 	if (rc < 0) {
 		rc = db_fail(err, rc);
 		goto out;
@@ -1185,7 +1319,7 @@ int num_repo_list(num_repo_t *r, const num_filter_t *f, uint64_t after_key, int 
 		goto out;
 	}
 	gh_conn_t *c;
-	if ((rc = gh_store_acquire(r->store, 5000, &c)) < 0) {
+	if ((rc = repo_acquire(r, &c)) < 0) {
 		talloc_free(out);
 		rc = db_fail(err, rc);
 		goto out;
@@ -1203,7 +1337,7 @@ int num_repo_list(num_repo_t *r, const num_filter_t *f, uint64_t after_key, int 
 		}
 		gh_rows_close(rs);
 	}
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc < 0) {
 		talloc_free(out);
 		rc = db_fail(err, rc);
@@ -1222,7 +1356,7 @@ int num_repo_history(num_repo_t *r, uint64_t key, json_t **out, gh_err_t *err)
 {
 	*out = NULL;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	json_t *arr = json_array();
@@ -1258,7 +1392,7 @@ int num_repo_history(num_repo_t *r, uint64_t key, json_t **out, gh_err_t *err)
 			gh_rows_close(rs);
 		}
 	}
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc == -ENOENT) {
 		json_decref(arr);
 		return gh_err_set(err, GH_E_NOT_FOUND, NULL, "number not found");
@@ -1284,7 +1418,7 @@ static int run_due(num_repo_t *r, const char *sql, num_action_t action, const ch
 		return -ENOMEM;
 	size_t n = 0;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		goto out;
 	gh_rows_t *rs;
@@ -1294,7 +1428,7 @@ static int run_due(num_repo_t *r, const char *sql, num_action_t action, const ch
 			keys[n++] = gh_rows_i64(rs, 0);
 		gh_rows_close(rs);
 	}
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc < 0)
 		goto out;
 	int done = 0;
@@ -1427,7 +1561,7 @@ int num_repo_load_index(num_repo_t *r, num_index_t *ix, size_t *loaded)
 	if (!buf)
 		return -ENOMEM;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		goto out_free;
 	/* every pool first, so numbers' tenants come with their status */
@@ -1474,7 +1608,7 @@ int num_repo_load_index(num_repo_t *r, num_index_t *ix, size_t *loaded)
 	}
 	rc = 0;
 out:
-	gh_store_release(c);
+	repo_release(r, c);
 out_free:
 	talloc_free(buf);
 	return rc < 0 && rc != -ENOSPC && rc != -EINVAL ? -EIO : rc;
@@ -1483,7 +1617,7 @@ out_free:
 int num_repo_index_entry(num_repo_t *r, num_index_t *ix, uint64_t key, num_index_entry_t *out)
 {
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return -EIO;
 	gh_rows_t *rs;
@@ -1502,7 +1636,7 @@ int num_repo_index_entry(num_repo_t *r, num_index_t *ix, uint64_t key, num_index
 		}
 		gh_rows_close(rs);
 	}
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc == -ENOENT)
 		return -ENOENT;
 	return rc < 0 ? -EIO : 0;
@@ -1589,7 +1723,7 @@ static int seed_fn(gh_conn_t *c, void *ud)
 int num_repo_seed_operators(num_repo_t *r, int64_t now_ms, gh_err_t *err)
 {
 	op_tx_t o = {.actor = "system:seed", .now_ms = now_ms, .err = err};
-	int rc = gh_store_tx(r->store, seed_fn, &o, &tx_write);
+	int rc = repo_tx(r, seed_fn, &o);
 	if (rc == -EEXIST)
 		return 0; /* another replica seeded meanwhile */
 	return rc < 0 ? db_fail(err, rc) : 0;
@@ -1599,7 +1733,7 @@ int num_repo_operators_list(num_repo_t *r, json_t **out, gh_err_t *err)
 {
 	*out = NULL;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	json_t *arr = json_array();
@@ -1614,7 +1748,7 @@ int num_repo_operators_list(num_repo_t *r, json_t **out, gh_err_t *err)
 		}
 		gh_rows_close(rs);
 	}
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc < 0) {
 		json_decref(arr);
 		return db_fail(err, rc);
@@ -1639,13 +1773,13 @@ int num_repo_operator_get(num_repo_t *r, const char *id, json_t **out, gh_err_t 
 {
 	*out = NULL;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	gh_operator_t op;
 	int64_t v;
 	rc = get_operator(c, id, &op, &v);
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc == -ENOENT)
 		return gh_err_set(err, GH_E_NOT_FOUND, NULL, "operator not found");
 	if (rc < 0)
@@ -1863,7 +1997,7 @@ static int op_run(num_repo_t *r, gh_tx_fn fn, op_tx_t *o, json_t **out)
 	if (!o->err)
 		o->err = &local;
 	*out = NULL;
-	int rc = gh_store_tx(r->store, fn, o, &tx_write);
+	int rc = repo_tx(r, fn, o);
 	if (rc < 0) {
 		json_decref(o->out);
 		rc = db_fail(o->err, rc);
@@ -1898,11 +2032,11 @@ int num_repo_operator_table(num_repo_t *r, gh_operator_t *ops, size_t cap, size_
 {
 	*n = 0;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return -EIO;
 	rc = load_operators(c, ops, NULL, cap, n);
-	gh_store_release(c);
+	repo_release(r, c);
 	return rc < 0 ? -EIO : 0;
 }
 
@@ -2066,6 +2200,7 @@ typedef struct pool_tx_s {
 static int pool_write_fn(gh_conn_t *c, void *ud)
 {
 	pool_tx_t *o = ud;
+	o->evented = false;
 	gh_err_clear(o->err);
 	json_decref(o->out);
 	o->out = NULL;
@@ -2185,7 +2320,7 @@ static int pool_write(num_repo_t *r, pool_tx_t *o, json_t **out)
 		rc = gh_err_set(o->err, GH_E_INVALID_ARGUMENT, "/tenant_id", "bad tenant id");
 		goto out;
 	}
-	rc = gh_store_tx(r->store, pool_write_fn, o, &tx_write);
+	rc = repo_tx(r, pool_write_fn, o);
 	if (rc < 0) {
 		json_decref(o->out);
 		rc = db_fail(o->err, rc);
@@ -2230,12 +2365,12 @@ int num_repo_pool_get(num_repo_t *r, const char *tenant_id, json_t **out, gh_err
 {
 	*out = NULL;
 	gh_conn_t *c;
-	int rc = gh_store_acquire(r->store, 5000, &c);
+	int rc = repo_acquire(r, &c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	pool_t p;
 	rc = load_pool(c, tenant_id, &p);
-	gh_store_release(c);
+	repo_release(r, c);
 	if (rc < 0)
 		return db_fail(err, rc);
 	if (!p.exists)

@@ -93,6 +93,20 @@ typedef struct num_repo_opts_s {
 int num_repo_open(void *ctx, gh_store_t *store, const num_repo_opts_t *opts, num_repo_t **out);
 gh_store_t *num_repo_store(const num_repo_t *r);
 
+/* A handle on r whose calls run on c, inside the caller's open write transaction (the
+ * Idempotency-Key transaction of gh_idem_handle), instead of in transactions of their own:
+ * nothing is committed or rolled back by the repository, -EAGAIN asks the caller to retry its
+ * whole transaction, the relay is not kicked (the caller's commit is followed by the caller's
+ * kick or the relay's poll), and a refused transition is returned without its audit row (the
+ * caller rolls back, then calls num_repo_audit_refused). Talloc child of ctx; valid while c
+ * is checked out. 0 or -ENOMEM. */
+int num_repo_on_conn(void *ctx, num_repo_t *r, gh_conn_t *c, num_repo_t **out);
+
+/* The audit row of a refused transition (action "number.transition_refused", details of err:
+ * from, action), in a transaction of its own: what num_repo_transition does itself. 0 or
+ * negative errno. */
+int num_repo_audit_refused(num_repo_t *r, const num_tx_req_t *req, const gh_err_t *err);
+
 /* ---- numbers ---------------------------------------------------------------------------- */
 
 /* Apply a lifecycle transition (see top). On success *out is the number after it. */

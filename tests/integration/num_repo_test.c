@@ -969,6 +969,48 @@ static void check_index(fx_t *fx, char idents[][20], int n, int64_t now)
 	gh_err_clear(&err);
 }
 
+/* The number a transition returns (built in memory) equals the stored one, field by field. */
+static void same_as_stored(fx_t *fx, const num_number_t *a, int op)
+{
+	num_number_t b;
+	gh_err_t err = {0};
+	assert_int_equal(num_repo_get(fx->repo, a->key, NULL, &b, &err), 0);
+#define SAME_I(f)                                                                                \
+	if ((int64_t)a->f != (int64_t)b.f)                                                       \
+	fail_msg("%s: op %d %s: %s returned %lld, stored %lld", bname(fx->b), op, a->identifier, \
+	         #f, (long long)a->f, (long long)b.f)
+#define SAME_S(f)                                                                                \
+	if (strcmp(a->f, b.f) != 0)                                                              \
+	fail_msg("%s: op %d %s: %s returned '%s', stored '%s'", bname(fx->b), op, a->identifier, \
+	         #f, a->f, b.f)
+	SAME_S(identifier);
+	SAME_S(display);
+	SAME_I(kind);
+	SAME_I(state);
+	SAME_S(operator_id);
+	SAME_S(tenant_id);
+	SAME_I(vanity_tier);
+	SAME_I(version);
+	SAME_I(created_ms);
+	SAME_I(updated_ms);
+	SAME_I(has_reservation);
+	SAME_I(reservation_created_ms);
+	SAME_I(reservation_expires_ms);
+	SAME_I(has_lease);
+	SAME_S(lease_id);
+	SAME_I(lease_status);
+	SAME_I(lease_starts_ms);
+	SAME_I(lease_ends_ms);
+	SAME_I(auto_renew);
+	SAME_I(has_quarantine);
+	SAME_I(quarantine_reason);
+	SAME_I(quarantined_ms);
+	SAME_I(quarantine_until_ms);
+	SAME_S(previous_tenant_id);
+#undef SAME_I
+#undef SAME_S
+}
+
 static void test_random_ops_on(fx_t *fx)
 {
 	put_pool(fx, "t3",
@@ -1003,9 +1045,12 @@ static void test_random_ops_on(fx_t *fx)
 			expected = cur.version - (int64_t)rnd(2);
 		}
 		gh_err_t err = {0};
-		int rc = do_tx(fx, id, a, role, tenant, expected, now, NULL, &err);
+		num_number_t after;
+		int rc = do_tx(fx, id, a, role, tenant, expected, now, &after, &err);
 		if (rc == -EIO)
 			fail_msg("%s: op %d: %s", bname(fx->b), op, err.message);
+		if (rc == 0)
+			same_as_stored(fx, &after, op);
 		counts[err.code == GH_OK ? 0 : err.code % 8]++;
 		gh_err_clear(&err);
 		if (op % 100 == 99) {

@@ -250,12 +250,102 @@ static void test_relay_thread_kick_and_flush_on_stop(void **state)
 	});
 }
 
+typedef struct {
+	fx_t *fx;
+	const char *const *aggs;
+	size_t n;
+	int fail;
+	char ids[8][37];
+	int64_t seqs[8];
+} many_arg_t;
+
+static int add_many_tx(gh_conn_t *c, void *ud)
+{
+	many_arg_t *a = ud;
+	gh_event_t evs[8];
+	json_t *data[8];
+	for (size_t i = 0; i < a->n; i++) {
+		data[i] = json_pack("{s:s, s:i}", "agg", a->aggs[i], "i", (int)i);
+		evs[i] = (gh_event_t){.type = a->fx->type_b,
+		                      .source = "ghasi/test",
+		                      .aggregate_id = a->aggs[i],
+		                      .time_ms = 1763791200000LL + (int64_t)i,
+		                      .data = data[i]};
+	}
+	int rc = gh_outbox_add_many(c, evs, a->n, a->ids, a->seqs);
+	for (size_t i = 0; i < a->n; i++)
+		json_decref(data[i]);
+	return rc < 0 ? rc : a->fail ? -EPROTO : 0;
+}
+
+static int bad_many_tx(gh_conn_t *c, void *ud)
+{
+	fx_t *fx = ud;
+	gh_event_t evs[2] = {
+	    {.type = fx->type_a, .source = "ghasi/test", .aggregate_id = "thing/A"},
+	    {.type = fx->type_a, .source = "ghasi/test", .aggregate_id = ""},
+	};
+	return gh_outbox_add_many(c, evs, 2, NULL, NULL);
+}
+
+/* gh_outbox_add_many numbers each aggregate's events as single adds would, runs of one
+ * aggregate or not, continues the sequence of earlier adds and leaves nothing behind when the
+ * transaction rolls back or an event is invalid. */
+static void test_add_many_sequences_like_single_adds(void **state)
+{
+	EACH({
+		const gh_tx_opts_t w = {.flags = GH_TX_WRITE};
+		add(&fx, "thing/A", 1, 0);
+		static const char *const aggs[] = {"thing/A", "thing/A", "thing/B",
+		                                   "thing/A", "thing/B", "thing/B"};
+		static const int64_t want[] = {2, 3, 1, 4, 2, 3};
+		many_arg_t m = {.fx = &fx, .aggs = aggs, .n = 6};
+		assert_int_equal(gh_store_tx(fx.store, add_many_tx, &m, &w), 0);
+		for (size_t i = 0; i < 6; i++) {
+			assert_int_equal(m.seqs[i], want[i]);
+			assert_true(gh_uuid_valid(m.ids[i]));
+			for (size_t j = 0; j < i; j++)
+				assert_string_not_equal(m.ids[i], m.ids[j]);
+		}
+		many_arg_t rolled = {.fx = &fx, .aggs = aggs, .n = 3, .fail = 1};
+		assert_int_equal(gh_store_tx(fx.store, add_many_tx, &rolled, &w), -EPROTO);
+		assert_int_equal(gh_store_tx(fx.store, bad_many_tx, &fx, &w), -EINVAL);
+		add(&fx, "thing/B", 1, 0); /* seq 4: the rolled-back ones left no gap */
+
+		gh_outbox_relay_t *r;
+		assert_int_equal(gh_outbox_relay_new(fx.ctx, fx.store, fx.bus, NULL, &r), 0);
+		size_t published;
+		assert_int_equal(gh_outbox_relay_round(r, 1, &published), 0);
+		assert_int_equal(published, 8);
+		assert_int_equal(sink_wait(&fx.sink, 8), 8);
+		/* published in insertion order, each envelope carrying the returned id and seq */
+		static const char *const order_agg[] = {"thing/A", "thing/A", "thing/A", "thing/B",
+		                                        "thing/A", "thing/B", "thing/B", "thing/B"};
+		static const int64_t order_seq[] = {1, 2, 3, 1, 4, 2, 3, 4};
+		for (size_t i = 0; i < 8; i++) {
+			json_t *env = json_array_get(fx.sink.got, i);
+			assert_string_equal(json_string_value(json_object_get(env, "aggregate_id")),
+			                    order_agg[i]);
+			assert_int_equal(json_integer_value(json_object_get(env, "aggregate_seq")),
+			                 order_seq[i]);
+			if (i >= 1 && i <= 6) {
+				assert_string_equal(json_string_value(json_object_get(env, "id")),
+				                    m.ids[i - 1]);
+				assert_int_equal(json_integer_value(json_object_get(
+				                     json_object_get(env, "data"), "i")),
+				                 (json_int_t)(i - 1));
+			}
+		}
+	});
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_events_published_in_aggregate_order),
 	    cmocka_unit_test(test_crash_between_publish_and_mark_delivers_once),
 	    cmocka_unit_test(test_relay_thread_kick_and_flush_on_stop),
+	    cmocka_unit_test(test_add_many_sequences_like_single_adds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

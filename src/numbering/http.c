@@ -1,0 +1,870 @@
+/* http: the numbering HTTP API (numbering spec, "HTTP API": internal and admin).
+ *
+ * Identity comes with issue 4 (JWT, mTLS); until then the internal API trusts its callers as
+ * the spec's internal services do over mTLS: reserve, assign, release and reclaim act for the
+ * body's tenant_id (role TENANT, refined by the repository to HOLDER / PREV_TENANT), recall,
+ * suspend and resume act as COMPLIANCE (compliance-engine, billing-service); the admin API acts
+ * as platform-admin. Mutations take an Idempotency-Key scoped "tenant:<id>", "internal" or
+ * "admin" and run inside its transaction (gh_idem_handle); after the commit the local index
+ * gets the new entry at once, other replicas through num.cache.invalidate.v1.
+ *
+ * validate-lease is the hot path: no allocation of ours on an index hit (the reply is written
+ * into a stack buffer), no lock. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <talloc.h>
+
+#include "service.h"
+
+#define ADMIN_SCOPE    "admin"
+#define INTERNAL_SCOPE "internal"
+#define ADD_MAX        1000
+
+/* ---- small helpers ----------------------------------------------------------------------- */
+
+static int64_t now_ms(num_svc_t *s) { return gh_clock_now_ms(s->clock); }
+
+/* Tenant ids: 1..NUM_TENANT_ID_MAX of [A-Za-z0-9._:-] (a UUID, "tenant-enterprise"). */
+static bool tenant_ok(const char *t)
+{
+	size_t n = 0;
+	if (!t)
+		return false;
+	for (; t[n]; n++) {
+		char c = t[n];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == ':' || c == '-'))
+			return false;
+	}
+	return n >= 1 && n <= NUM_TENANT_ID_MAX;
+}
+
+static int bad_arg(gh_http_req_t *req, const char *field, const char *msg)
+{
+	return gh_err_set(gh_http_err(req), GH_E_INVALID_ARGUMENT, field, "%s", msg);
+}
+
+/* The {identifier} path parameter, normalised. 0 or -EINVAL (400 set). */
+static int path_ident(gh_http_req_t *req, gh_ident_t *id)
+{
+	const char *raw = gh_http_param(req, "identifier");
+	gh_err_t *e = gh_http_err(req);
+	if (!raw || gh_ident_normalize(NULL, GH_IDENT_AUTO, raw, strlen(raw), id, e) < 0) {
+		if (!raw)
+			gh_err_set(e, GH_E_INVALID_ARGUMENT, NULL, "identifier missing");
+		snprintf(e->field, sizeof e->field, "identifier");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* 16 bytes -> "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
+static void uuid_format(const uint8_t b[16], char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	int o = 0;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	out[o] = '\0';
+}
+
+static bool zero16(const uint8_t b[16])
+{
+	for (int i = 0; i < 16; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+/* ---- ValidateLease ----------------------------------------------------------------------- */
+
+static int reply_validate(gh_http_req_t *req, num_svc_t *s, const num_vresult_t *r, int64_t now)
+{
+	char buf[512];
+	const num_index_entry_t *e = &r->v.entry;
+	int n = snprintf(buf, sizeof buf,
+	                 "{\"allowed\":%s,\"reason\":\"%s\",\"identifier\":\"%s\",\"kind\":\"%s\"",
+	                 r->v.allowed ? "true" : "false", num_vreason_name(r->v.reason),
+	                 r->id.canonical, gh_ident_kind_name(r->id.kind));
+	if (r->v.reason != NUM_VR_NOT_REGISTERED) {
+		const gh_operator_t *op = num_svc_operator(s, e, &r->id, now);
+		if (op)
+			n += snprintf(buf + n, sizeof buf - (size_t)n, ",\"operator_id\":\"%s\"",
+			              op->id);
+	}
+	/* Lease data only to its holder: a caller learns nothing of another tenant's lease. */
+	if (r->caller_is_holder && !zero16(e->lease_id)) {
+		char id[37], ends[25];
+		uuid_format(e->lease_id, id);
+		gh_time_format(e->lease_ends_at_ms, ends);
+		n += snprintf(buf + n, sizeof buf - (size_t)n,
+		              ",\"lease_id\":\"%s\",\"lease_ends_at\":\"%s\"", id, ends);
+	}
+	n += snprintf(buf + n, sizeof buf - (size_t)n, "}");
+	return gh_http_reply_raw(req, 200, "application/json", buf, (size_t)n);
+}
+
+static int validate(gh_http_req_t *req, num_svc_t *s, const char *ident, const char *tenant,
+                    const char *tenant_field, const char *ident_field)
+{
+	int64_t t0 = gh_clock_mono_ns(s->clock);
+	int64_t now = now_ms(s);
+	gh_err_t *e = gh_http_err(req);
+	num_vresult_t r;
+	int rc, res;
+	if (!ident) {
+		rc = bad_arg(req, ident_field, "identifier is required");
+		res = NUM_VRES_INVALID;
+	} else if (!tenant_ok(tenant)) {
+		rc = bad_arg(req, tenant_field,
+		             "tenant_id is required: 1-59 characters of [A-Za-z0-9._:-]");
+		res = NUM_VRES_INVALID;
+	} else if ((rc = num_svc_validate(s, ident, strlen(ident), tenant, now, &r, e)) == 0) {
+		res = (int)r.v.reason;
+		rc = reply_validate(req, s, &r, now);
+	} else if (rc == -EINVAL) {
+		snprintf(e->field, sizeof e->field, "%s", ident_field);
+		res = NUM_VRES_INVALID;
+	} else {
+		/* Fail closed: never an answer the index or the database did not give. */
+		gh_err_set(e, GH_E_UNAVAILABLE, NULL,
+		           rc == -ESTALE ? "number index is stale; retry later"
+		                         : "numbering database unavailable; retry later");
+		res = NUM_VRES_UNAVAILABLE;
+	}
+	gh_histogram_observe_ns(s->h_validate[res], gh_clock_mono_ns(s->clock) - t0);
+	return rc;
+}
+
+static int h_validate_get(gh_http_req_t *req, void *ud)
+{
+	return validate(req, ud, gh_http_query(req, "identifier"), gh_http_query(req, "tenant_id"),
+	                "tenant_id", "identifier");
+}
+
+static const gh_json_field_t validate_fields[] = {
+    {"identifier", GH_JSON_STRING, 1},
+    {"tenant_id", GH_JSON_STRING, 1},
+    {NULL},
+};
+
+static int h_validate_post(gh_http_req_t *req, void *ud)
+{
+	json_t *b;
+	if (gh_http_json_body(req, validate_fields, &b) < 0)
+		return -EINVAL;
+	return validate(req, ud, gh_json_get_str(b, "identifier", NULL),
+	                gh_json_get_str(b, "tenant_id", NULL), "/tenant_id", "/identifier");
+}
+
+/* ---- Lookup ------------------------------------------------------------------------------ */
+
+static int h_lookup(gh_http_req_t *req, void *ud)
+{
+	num_svc_t *s = ud;
+	gh_ident_t id;
+	num_index_entry_t e;
+	if (path_ident(req, &id) < 0)
+		return -EINVAL;
+	int64_t now = now_ms(s);
+	int rc = num_svc_entry(s, id.key, now, &e);
+	if (rc == -ENOENT)
+		return gh_err_set(gh_http_err(req), GH_E_NOT_FOUND, NULL,
+		                  "identifier is not registered");
+	if (rc < 0)
+		return gh_err_set(gh_http_err(req), GH_E_UNAVAILABLE, NULL,
+		                  rc == -ESTALE ? "number index is stale; retry later"
+		                                : "numbering database unavailable; retry later");
+	char buf[512];
+	const gh_operator_t *op = num_svc_operator(s, &e, &id, now);
+	int n = snprintf(buf, sizeof buf, "{\"identifier\":\"%s\",\"kind\":\"%s\",\"state\":\"%s\"",
+	                 id.canonical, gh_ident_kind_name(id.kind),
+	                 num_state_name((num_state_t)e.state));
+	if (op)
+		n += snprintf(buf + n, sizeof buf - (size_t)n,
+		              ",\"operator_id\":\"%s\",\"mcc\":\"%s\",\"mnc\":\"%s\"", op->id,
+		              op->mcc, op->mnc[0]);
+	n += snprintf(buf + n, sizeof buf - (size_t)n, ",\"vanity_tier\":%u}", e.vanity_tier);
+	return gh_http_reply_raw(req, 200, "application/json", buf, (size_t)n);
+}
+
+/* ---- lifecycle transitions --------------------------------------------------------------- */
+
+typedef struct {
+	num_svc_t *s;
+	num_tx_req_t tx;
+	num_number_t out;
+	bool ok;      /* the last run of fn succeeded */
+	bool refused; /* INVALID_TRANSITION: audit it after the rollback */
+} tx_run_t;
+
+static int tx_fn(gh_conn_t *c, gh_http_req_t *req, void *ud, int *status, json_t **body)
+{
+	tx_run_t *t = ud;
+	num_repo_t *view;
+	t->ok = t->refused = false;
+	int rc = num_repo_on_conn(gh_http_ctx(req), t->s->repo, c, &view);
+	if (rc < 0)
+		return rc;
+	gh_err_t *e = gh_http_err(req);
+	gh_err_clear(e);
+	rc = num_repo_transition(view, &t->tx, &t->out, e);
+	if (rc < 0) {
+		t->refused = e->code == GH_E_INVALID_TRANSITION;
+		return rc;
+	}
+	if (!(*body = num_number_json(&t->out)))
+		return -ENOMEM;
+	*status = 200;
+	t->ok = true;
+	return 0;
+}
+
+static bool replied_ok(gh_http_req_t *req)
+{
+	const gh_http_response_t *r = gh_http_response(req);
+	return r && r->status >= 200 && r->status < 300;
+}
+
+/* Run the transition in t under the Idempotency-Key of scope; afterwards apply the commit to
+ * the local index, or audit a refusal. Always replies. */
+static int run_transition(gh_http_req_t *req, num_svc_t *s, tx_run_t *t, const char *scope)
+{
+	t->s = s;
+	t->tx.request_id = gh_http_request_id(req);
+	t->tx.traceparent = gh_http_traceparent(req);
+	t->tx.now_ms = now_ms(s);
+	int rc = gh_idem_handle(req, s->store, scope, s->idem_ttl_ms, s->clock, tx_fn, t);
+	if (t->ok && replied_ok(req))
+		num_svc_refresh_key(s, t->tx.key, t->out.version);
+	else if (t->refused)
+		num_repo_audit_refused(s->repo, &t->tx, gh_http_err(req));
+	return rc;
+}
+
+static const gh_json_field_t reserve_fields[] = {
+    {"tenant_id", GH_JSON_STRING, 1},
+    {"expected_version", GH_JSON_INTEGER},
+    {"ttl_seconds", GH_JSON_INTEGER},
+    {NULL},
+};
+static const gh_json_field_t assign_fields[] = {
+    {"tenant_id", GH_JSON_STRING, 1},
+    {"expected_version", GH_JSON_INTEGER},
+    {"term_days", GH_JSON_INTEGER},
+    {"auto_renew", GH_JSON_BOOL},
+    {NULL},
+};
+static const gh_json_field_t tenant_fields[] = {
+    {"tenant_id", GH_JSON_STRING, 1},
+    {"expected_version", GH_JSON_INTEGER},
+    {NULL},
+};
+static const gh_json_field_t recall_fields[] = {
+    {"tenant_id", GH_JSON_STRING},
+    {"expected_version", GH_JSON_INTEGER},
+    {"reason", GH_JSON_STRING},
+    {"justification", GH_JSON_STRING},
+    {NULL},
+};
+static const gh_json_field_t suspend_fields[] = {
+    {"tenant_id", GH_JSON_STRING},
+    {"expected_version", GH_JSON_INTEGER},
+    {"reason", GH_JSON_STRING},
+    {NULL},
+};
+
+static int internal_transition(gh_http_req_t *req, void *ud, num_action_t action)
+{
+	num_svc_t *s = ud;
+	const gh_json_field_t *fields;
+	switch (action) {
+	case NUM_ACT_RESERVE: fields = reserve_fields; break;
+	case NUM_ACT_ASSIGN:
+	case NUM_ACT_RECLAIM: fields = assign_fields; break;
+	case NUM_ACT_RELEASE: fields = tenant_fields; break;
+	case NUM_ACT_RECALL: fields = recall_fields; break;
+	default: fields = suspend_fields; break;
+	}
+	gh_ident_t id;
+	json_t *b;
+	if (path_ident(req, &id) < 0 || gh_http_json_body(req, fields, &b) < 0)
+		return -EINVAL;
+	tx_run_t t = {
+	    .tx = {.key = id.key, .action = action, .expected_version = -1, .auto_renew = -1}};
+	const char *tenant = gh_json_get_str(b, "tenant_id", NULL);
+	if (tenant && !tenant_ok(tenant))
+		return bad_arg(req, "/tenant_id", "tenant_id: 1-59 characters of [A-Za-z0-9._:-]");
+	json_t *ev = json_object_get(b, "expected_version");
+	if (ev) {
+		if (json_integer_value(ev) < 1)
+			return bad_arg(req, "/expected_version", "expected_version must be >= 1");
+		t.tx.expected_version = json_integer_value(ev);
+	}
+	t.tx.ttl_s = gh_json_get_int(b, "ttl_seconds", 0);
+	if (json_object_get(b, "ttl_seconds") && t.tx.ttl_s < 1)
+		return bad_arg(req, "/ttl_seconds", "ttl_seconds must be >= 1");
+	t.tx.term_days = gh_json_get_int(b, "term_days", 0);
+	if (json_object_get(b, "term_days") && t.tx.term_days < 1)
+		return bad_arg(req, "/term_days", "term_days must be >= 1");
+	if (json_object_get(b, "auto_renew"))
+		t.tx.auto_renew = gh_json_get_bool(b, "auto_renew", 0);
+
+	char *scope, *actor;
+	void *ctx = gh_http_ctx(req);
+	if (action == NUM_ACT_RECALL || action == NUM_ACT_SUSPEND || action == NUM_ACT_RESUME) {
+		t.tx.role = NUM_ROLE_COMPLIANCE;
+		const char *reason = gh_json_get_str(b, "reason", NULL);
+		if (action == NUM_ACT_RECALL) {
+			t.tx.recall_reason = NUM_QR_RECALL_ADMIN;
+			if (reason && (num_qreason_parse(reason, &t.tx.recall_reason) < 0 ||
+			               (t.tx.recall_reason != NUM_QR_RECALL_ADMIN &&
+			                t.tx.recall_reason != NUM_QR_RECALL_ABUSE)))
+				return bad_arg(req, "/reason",
+				               "reason must be RECALL_ADMIN or RECALL_ABUSE");
+			t.tx.justification = gh_json_get_str(b, "justification", NULL);
+		} else {
+			t.tx.justification = reason; /* free text, kept in the audit row */
+		}
+		t.tx.tenant_id = tenant;
+		scope = tenant ? talloc_asprintf(ctx, "tenant:%s", tenant)
+		               : talloc_strdup(ctx, INTERNAL_SCOPE);
+		actor = talloc_strdup(ctx, "service:internal");
+	} else {
+		t.tx.role = NUM_ROLE_TENANT;
+		t.tx.tenant_id = tenant;
+		scope = talloc_asprintf(ctx, "tenant:%s", tenant);
+		actor = talloc_asprintf(ctx, "tenant:%s", tenant);
+	}
+	if (!scope || !actor)
+		return -ENOMEM;
+	t.tx.actor = actor;
+	return run_transition(req, s, &t, scope);
+}
+
+#define TRANSITION_HANDLER(name, act)                     \
+	static int h_##name(gh_http_req_t *req, void *ud) \
+	{                                                 \
+		return internal_transition(req, ud, act); \
+	}
+TRANSITION_HANDLER(reserve, NUM_ACT_RESERVE)
+TRANSITION_HANDLER(assign, NUM_ACT_ASSIGN)
+TRANSITION_HANDLER(release, NUM_ACT_RELEASE)
+TRANSITION_HANDLER(recall, NUM_ACT_RECALL)
+TRANSITION_HANDLER(suspend, NUM_ACT_SUSPEND)
+TRANSITION_HANDLER(resume, NUM_ACT_RESUME)
+TRANSITION_HANDLER(reclaim, NUM_ACT_RECLAIM)
+
+static const gh_json_field_t override_fields[] = {
+    {"justification", GH_JSON_STRING, 1},
+    {"expected_version", GH_JSON_INTEGER},
+    {NULL},
+};
+
+static int h_override(gh_http_req_t *req, void *ud)
+{
+	num_svc_t *s = ud;
+	gh_ident_t id;
+	json_t *b;
+	if (path_ident(req, &id) < 0 || gh_http_json_body(req, override_fields, &b) < 0)
+		return -EINVAL;
+	const char *just = gh_json_get_str(b, "justification", "");
+	if (strlen(just) < s->lifecycle.justification_min)
+		return bad_arg(req, "/justification",
+		               "justification must be at least 20 characters");
+	tx_run_t t = {.tx = {.key = id.key,
+	                     .action = NUM_ACT_OVERRIDE,
+	                     .role = NUM_ROLE_ADMIN,
+	                     .actor = "admin",
+	                     .justification = just,
+	                     .expected_version = gh_json_get_int(b, "expected_version", -1),
+	                     .auto_renew = -1}};
+	return run_transition(req, s, &t, ADMIN_SCOPE);
+}
+
+/* ---- admin: numbers ---------------------------------------------------------------------- */
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* Page tokens: base64url (no padding) of the last key, 8 bytes big-endian: 11 characters. */
+static void token_encode(uint64_t key, char out[12])
+{
+	uint8_t b[9] = {0};
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(key >> (56 - 8 * i));
+	int o = 0;
+	for (int i = 0; i < 9; i += 3) {
+		uint32_t v = (uint32_t)b[i] << 16 | (uint32_t)b[i + 1] << 8 | b[i + 2];
+		out[o++] = b64url[v >> 18 & 63];
+		out[o++] = b64url[v >> 12 & 63];
+		out[o++] = b64url[v >> 6 & 63];
+		if (i < 6)
+			out[o++] = b64url[v & 63];
+	}
+	out[11] = '\0';
+}
+
+static int token_decode(const char *s, uint64_t *key)
+{
+	if (strlen(s) != 11)
+		return -EINVAL;
+	uint64_t k = 0;
+	for (int i = 0; i < 11; i++) {
+		const char *p = strchr(b64url, s[i]);
+		if (!p || !s[i])
+			return -EINVAL;
+		unsigned v = (unsigned)(p - b64url);
+		for (int b = 0; b < 6; b++) {
+			unsigned bit = v >> (5 - b) & 1u, pos = (unsigned)(i * 6 + b);
+			if (pos < 64)
+				k |= (uint64_t)bit << (63 - pos);
+			else if (bit)
+				return -EINVAL; /* the 2 padding bits must be zero */
+		}
+	}
+	*key = k;
+	return k ? 0 : -EINVAL;
+}
+
+static int h_numbers_list(gh_http_req_t *req, void *ud)
+{
+	num_svc_t *s = ud;
+	int64_t page_size;
+	if (gh_http_query_int(req, "page_size", 50, 1, 1000, &page_size) < 0)
+		return -EINVAL;
+	num_filter_t f = {.kind = -1, .state = -1, .vanity_min = -1};
+	const char *q;
+	if ((q = gh_http_query(req, "kind"))) {
+		num_kind_t k;
+		if (num_kind_parse(q, &k) < 0)
+			return bad_arg(req, "kind", "kind must be MSISDN, SHORT_CODE or ALPHA");
+		f.kind = (int)k;
+	}
+	if ((q = gh_http_query(req, "state"))) {
+		num_state_t st;
+		if (num_state_parse(q, &st) < 0)
+			return bad_arg(req, "state", "unknown state");
+		f.state = (int)st;
+	}
+	f.operator_id = gh_http_query(req, "operator_id");
+	f.tenant_id = gh_http_query(req, "tenant_id");
+	f.prefix = gh_http_query(req, "prefix");
+	f.pattern = gh_http_query(req, "pattern");
+	if (gh_http_query(req, "vanity_min")) {
+		int64_t v;
+		if (gh_http_query_int(req, "vanity_min", 0, 0, 255, &v) < 0)
+			return -EINVAL;
+		f.vanity_min = (int)v;
+	}
+	uint64_t after = 0;
+	if ((q = gh_http_query(req, "page_token")) && token_decode(q, &after) < 0)
+		return bad_arg(req, "page_token", "invalid page_token");
+
+	void *ctx = gh_http_ctx(req);
+	num_number_t *rows = NULL;
+	size_t n = 0;
+	uint64_t next = 0;
+	int rc = num_repo_list(s->repo, &f, after, (int)page_size, ctx, &rows, &n, &next,
+	                       gh_http_err(req));
+	if (rc < 0)
+		return rc;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, num_number_json(&rows[i]));
+	json_t *out = json_pack("{so}", "numbers", arr);
+	if (next) {
+		char tok[12];
+		token_encode(next, tok);
+		json_object_set_new(out, "next_page_token", json_string(tok));
+	}
+	return gh_http_reply_json(req, 200, out);
+}
+
+static int h_number_get(gh_http_req_t *req, void *ud)
+{
+	num_svc_t *s = ud;
+	gh_ident_t id;
+	num_number_t n;
+	if (path_ident(req, &id) < 0)
+		return -EINVAL;
+	int rc = num_repo_get(s->repo, id.key, NULL, &n, gh_http_err(req));
+	if (rc < 0)
+		return rc;
+	return gh_http_reply_json(req, 200, num_number_json(&n));
+}
+
+static int h_number_history(gh_http_req_t *req, void *ud)
+{
+	num_svc_t *s = ud;
+	gh_ident_t id;
+	json_t *h;
+	if (path_ident(req, &id) < 0)
+		return -EINVAL;
+	num_number_t n;
+	int rc = num_repo_get(s->repo, id.key, NULL, &n, gh_http_err(req));
+	if (rc < 0)
+		return rc;
+	if ((rc = num_repo_history(s->repo, id.key, &h, gh_http_err(req))) < 0)
+		return rc;
+	return gh_http_reply_json(req, 200,
+	                          json_pack("{ssso}", "identifier", n.identifier, "history", h));
+}
+
+static const gh_json_field_t add_item_fields[] = {
+    {"identifier", GH_JSON_STRING, 1},
+    {"kind", GH_JSON_STRING},
+    {"operator_id", GH_JSON_STRING},
+    {"vanity_tier", GH_JSON_INTEGER},
+    {NULL},
+};
+static const gh_json_field_t add_fields[] = {
+    {"numbers", GH_JSON_ARRAY, 1, 0, GH_JSON_OBJECT, add_item_fields},
+    {NULL},
+};
+
+typedef struct {
+	num_svc_t *s;
+	num_new_t *nums;
+	uint64_t *keys;
+	size_t n;
+	int64_t now;
+	bool ok;
+} add_run_t;
+
+static int add_fn(gh_conn_t *c, gh_http_req_t *req, void *ud, int *status, json_t **body)
+{
+	add_run_t *a = ud;
+	num_repo_t *view;
+	a->ok = false;
+	int rc = num_repo_on_conn(gh_http_ctx(req), a->s->repo, c, &view);
+	if (rc < 0)
+		return rc;
+	gh_err_t *e = gh_http_err(req);
+	gh_err_clear(e);
+	if ((rc = num_repo_add(view, a->nums, a->n, "admin", a->now, e)) < 0)
+		return rc;
+	json_t *arr = json_array();
+	for (size_t i = 0; i < a->n; i++) {
+		num_number_t n;
+		if ((rc = num_repo_get(view, a->keys[i], NULL, &n, e)) < 0) {
+			json_decref(arr);
+			return rc;
+		}
+		json_array_append_new(arr, num_number_json(&n));
+	}
+	*body = json_pack("{sIso}", "added", (json_int_t)a->n, "numbers", arr);
+	*status = 201;
+	a->ok = true;
+	return 0;
+}
+
+static int h_numbers_add(gh_http_req_t *req, void *ud)
+{
+	num_svc_t *s = ud;
+	json_t *b;
+	if (gh_http_json_body(req, add_fields, &b) < 0)
+		return -EINVAL;
+	json_t *arr = json_object_get(b, "numbers");
+	size_t n = json_array_size(arr);
+	if (n < 1 || n > ADD_MAX)
+		return bad_arg(req, "/numbers", "numbers: 1 to 1000 entries");
+	void *ctx = gh_http_ctx(req);
+	add_run_t a = {.s = s, .n = n, .now = now_ms(s)};
+	a.nums = talloc_zero_array(ctx, num_new_t, n);
+	a.keys = talloc_zero_array(ctx, uint64_t, n);
+	if (!a.nums || !a.keys)
+		return -ENOMEM;
+	gh_err_t *e = gh_http_err(req);
+	for (size_t i = 0; i < n; i++) {
+		json_t *it = json_array_get(arr, i);
+		const char *ident = gh_json_get_str(it, "identifier", "");
+		const char *kind = gh_json_get_str(it, "kind", NULL);
+		gh_ident_kind_t k = GH_IDENT_AUTO;
+		gh_ident_t id;
+		if (kind && gh_ident_kind_parse(kind, &k) < 0) {
+			gh_err_set(e, GH_E_INVALID_ARGUMENT, NULL,
+			           "kind must be MSISDN, SHORT_CODE or ALPHA");
+			snprintf(e->field, sizeof e->field, "/numbers/%zu/kind", i);
+			return -EINVAL;
+		}
+		if (gh_ident_normalize(NULL, k, ident, strlen(ident), &id, e) < 0) {
+			snprintf(e->field, sizeof e->field, "/numbers/%zu/identifier", i);
+			return -EINVAL;
+		}
+		int64_t vt = gh_json_get_int(it, "vanity_tier", 0);
+		if (vt < 0 || vt > 255) {
+			gh_err_set(e, GH_E_INVALID_ARGUMENT, NULL, "vanity_tier must be 0..255");
+			snprintf(e->field, sizeof e->field, "/numbers/%zu/vanity_tier", i);
+			return -EINVAL;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (a.keys[j] == id.key) {
+				gh_err_set(e, GH_E_INVALID_ARGUMENT, NULL,
+				           "identifier listed twice");
+				snprintf(e->field, sizeof e->field, "/numbers/%zu/identifier", i);
+				return -EINVAL;
+			}
+		a.keys[i] = id.key;
+		a.nums[i] = (num_new_t){.identifier = ident,
+		                        .kind = (int)k,
+		                        .operator_id = gh_json_get_str(it, "operator_id", NULL),
+		                        .vanity_tier = (int)vt};
+	}
+	int rc = gh_idem_handle(req, s->store, ADMIN_SCOPE, s->idem_ttl_ms, s->clock, add_fn, &a);
+	if (a.ok && replied_ok(req))
+		for (size_t i = 0; i < n; i++)
+			num_svc_refresh_key(s, a.keys[i], 1);
+	return rc;
+}
+
+/* ---- admin: operators -------------------------------------------------------------------- */
+
+static const gh_json_field_t operator_create_fields[] = {
+    {"id", GH_JSON_STRING, 1},
+    {"name", GH_JSON_STRING, 1},
+    {"mcc", GH_JSON_STRING, 1},
+    {"mncs", GH_JSON_ARRAY, 1, 0, GH_JSON_STRING},
+    {"prefixes", GH_JSON_ARRAY, 1, 0, GH_JSON_STRING},
+    {"valid_from", GH_JSON_STRING, 0, 1},
+    {"valid_to", GH_JSON_STRING, 0, 1},
+    {NULL},
+};
+static const gh_json_field_t operator_patch_fields[] = {
+    {"name", GH_JSON_STRING},
+    {"mcc", GH_JSON_STRING},
+    {"mncs", GH_JSON_ARRAY, 0, 0, GH_JSON_STRING},
+    {"prefixes", GH_JSON_ARRAY, 0, 0, GH_JSON_STRING},
+    {"valid_from", GH_JSON_STRING, 0, 1},
+    {"valid_to", GH_JSON_STRING, 0, 1},
+    {"expected_version", GH_JSON_INTEGER},
+    {NULL},
+};
+
+static int h_operators_list(gh_http_req_t *req, void *ud)
+{
+	num_svc_t *s = ud;
+	json_t *ops;
+	int rc = num_repo_operators_list(s->repo, &ops, gh_http_err(req));
+	if (rc < 0)
+		return rc;
+	return gh_http_reply_json(req, 200, json_pack("{so}", "operators", ops));
+}
+
+/* Operators and pools: one admin mutation on a JSON body. */
+typedef enum { ADM_OP_CREATE, ADM_OP_PATCH, ADM_POOL_PUT, ADM_POOL_PATCH } adm_kind_t;
+
+typedef struct {
+	num_svc_t *s;
+	adm_kind_t kind;
+	const char *id; /* operator id or tenant id */
+	json_t *body;   /* without expected_version */
+	int64_t expected_version;
+	int64_t now;
+	char status[16]; /* pools: the status after the change */
+	bool ok;
+} adm_run_t;
+
+static int adm_fn(gh_conn_t *c, gh_http_req_t *req, void *ud, int *status, json_t **body)
+{
+	adm_run_t *a = ud;
+	num_repo_t *view;
+	json_t *out = NULL;
+	a->ok = false;
+	int rc = num_repo_on_conn(gh_http_ctx(req), a->s->repo, c, &view);
+	if (rc < 0)
+		return rc;
+	gh_err_t *e = gh_http_err(req);
+	gh_err_clear(e);
+	switch (a->kind) {
+	case ADM_OP_CREATE:
+		rc = num_repo_operator_create(view, a->body, "admin", a->now, &out, e);
+		*status = 201;
+		break;
+	case ADM_OP_PATCH:
+		rc = num_repo_operator_patch(view, a->id, a->body, a->expected_version, "admin",
+		                             a->now, &out, e);
+		*status = 200;
+		break;
+	case ADM_POOL_PUT:
+		rc = num_repo_pool_put(view, a->id, a->body, a->expected_version, "admin", a->now,
+		                       &out, e);
+		*status = 200;
+		break;
+	case ADM_POOL_PATCH:
+		rc = num_repo_pool_patch(view, a->id, a->body, a->expected_version, "admin", a->now,
+		                         &out, e);
+		*status = 200;
+		break;
+	}
+	if (rc < 0)
+		return rc;
+	snprintf(a->status, sizeof a->status, "%s", gh_json_get_str(out, "status", ""));
+	*body = out;
+	a->ok = true;
+	return 0;
+}
+
+/* The admin mutation a on req's checked body; afterwards the local state follows the commit. */
+static int run_admin(gh_http_req_t *req, num_svc_t *s, adm_run_t *a, json_t *b)
+{
+	a->s = s;
+	a->now = now_ms(s);
+	a->expected_version = -1;
+	json_t *ev = json_object_get(b, "expected_version");
+	if (ev) {
+		if (json_integer_value(ev) < 1)
+			return bad_arg(req, "/expected_version", "expected_version must be >= 1");
+		a->expected_version = json_integer_value(ev);
+	}
+	a->body = json_deep_copy(b);
+	if (!a->body)
+		return -ENOMEM;
+	json_object_del(a->body, "expected_version");
+	int rc = gh_idem_handle(req, s->store, ADMIN_SCOPE, s->idem_ttl_ms, s->clock, adm_fn, a);
+	json_decref(a->body);
+	if (!a->ok || !replied_ok(req))
+		return rc;
+	if (a->kind == ADM_OP_CREATE || a->kind == ADM_OP_PATCH) {
+		num_svc_reload_operators(s);
+	} else {
+		/* The pool's status reaches this replica's index at once; other replicas get the
+		 * repository's num.cache.invalidate.v1. */
+		num_svc_pool_sync(s, a->id, a->status);
+	}
+	return rc;
+}
+
+static int h_operator_create(gh_http_req_t *req, void *ud)
+{
+	json_t *b;
+	if (gh_http_json_body(req, operator_create_fields, &b) < 0)
+		return -EINVAL;
+	adm_run_t a = {.kind = ADM_OP_CREATE};
+	return run_admin(req, ud, &a, b);
+}
+
+static int h_operator_patch(gh_http_req_t *req, void *ud)
+{
+	json_t *b;
+	if (gh_http_json_body(req, operator_patch_fields, &b) < 0)
+		return -EINVAL;
+	adm_run_t a = {.kind = ADM_OP_PATCH, .id = gh_http_param(req, "id")};
+	return run_admin(req, ud, &a, b);
+}
+
+/* ---- admin: pools ------------------------------------------------------------------------ */
+
+static const gh_json_field_t quota_fields[] = {
+    {"MSISDN", GH_JSON_INTEGER},
+    {"SHORT_CODE", GH_JSON_INTEGER},
+    {"ALPHA", GH_JSON_INTEGER},
+    {NULL},
+};
+static const gh_json_field_t pool_fields[] = {
+    {"status", GH_JSON_STRING},
+    {"segment", GH_JSON_STRING},
+    {"quotas", GH_JSON_OBJECT, 0, 0, GH_JSON_ANY, quota_fields},
+    {"max_reservations", GH_JSON_INTEGER},
+    {"allowed_operators", GH_JSON_ARRAY, 0, 0, GH_JSON_STRING},
+    {"allowed_kinds", GH_JSON_ARRAY, 0, 0, GH_JSON_STRING},
+    {"vanity_allowed", GH_JSON_BOOL},
+    {"direct_assign", GH_JSON_BOOL},
+    {"lease_term_days", GH_JSON_INTEGER},
+    {"auto_renew", GH_JSON_BOOL},
+    {"expected_version", GH_JSON_INTEGER},
+    {NULL},
+};
+
+static int pool_tenant(gh_http_req_t *req, const char **tenant)
+{
+	*tenant = gh_http_param(req, "tenant_id");
+	if (!tenant_ok(*tenant))
+		return bad_arg(req, "tenant_id", "tenant_id: 1-59 characters of [A-Za-z0-9._:-]");
+	return 0;
+}
+
+static int h_pool_get(gh_http_req_t *req, void *ud)
+{
+	num_svc_t *s = ud;
+	const char *tenant;
+	json_t *out;
+	if (pool_tenant(req, &tenant) < 0)
+		return -EINVAL;
+	int rc = num_repo_pool_get(s->repo, tenant, &out, gh_http_err(req));
+	if (rc < 0)
+		return rc;
+	return gh_http_reply_json(req, 200, out);
+}
+
+static int pool_write(gh_http_req_t *req, void *ud, adm_kind_t kind)
+{
+	const char *tenant;
+	json_t *b;
+	if (pool_tenant(req, &tenant) < 0 || gh_http_json_body(req, pool_fields, &b) < 0)
+		return -EINVAL;
+	adm_run_t a = {.kind = kind, .id = tenant};
+	return run_admin(req, ud, &a, b);
+}
+
+static int h_pool_put(gh_http_req_t *req, void *ud) { return pool_write(req, ud, ADM_POOL_PUT); }
+static int h_pool_patch(gh_http_req_t *req, void *ud)
+{
+	return pool_write(req, ud, ADM_POOL_PATCH);
+}
+
+/* ---- admin: audit ------------------------------------------------------------------------ */
+
+static int h_audit_verify(gh_http_req_t *req, void *ud)
+{
+	num_svc_t *s = ud;
+	gh_audit_verify_t v;
+	int rc = gh_audit_verify(s->store, "numbering", &v);
+	if (rc < 0)
+		return gh_err_set(gh_http_err(req), GH_E_UNAVAILABLE, NULL,
+		                  "numbering database unavailable; retry later");
+	gh_gauge_set(s->g_audit_broken, v.ok ? 0 : 1);
+	if (!v.ok)
+		gh_log(GH_LOG_ERROR, "numbering audit chain broken", "problem", v.reason, NULL);
+	json_t *out = json_pack("{sbsI}", "ok", v.ok, "rows_checked", (json_int_t)v.rows);
+	if (!v.ok) {
+		json_object_set_new(out, "first_bad_seq", json_integer(v.first_bad_seq));
+		json_object_set_new(out, "problem", json_string(v.reason));
+	}
+	return gh_http_reply_json(req, 200, out);
+}
+
+/* ---- routes ------------------------------------------------------------------------------ */
+
+#define NUMS  "/v1/numbering/numbers/{identifier}"
+#define ADMIN "/v1/admin/numbering"
+const gh_service_route_t num_routes[] = {
+    {"GET", "/v1/numbering/validate-lease", h_validate_get},
+    {"POST", "/v1/numbering/validate-lease", h_validate_post},
+    {"GET", "/v1/numbering/lookup/{identifier}", h_lookup},
+    {"POST", NUMS ":reserve", h_reserve},
+    {"POST", NUMS ":assign", h_assign},
+    {"POST", NUMS ":release", h_release},
+    {"POST", NUMS ":recall", h_recall},
+    {"POST", NUMS ":suspend", h_suspend},
+    {"POST", NUMS ":resume", h_resume},
+    {"POST", NUMS ":reclaim", h_reclaim},
+    {"GET", ADMIN "/operators", h_operators_list},
+    {"POST", ADMIN "/operators", h_operator_create},
+    {"PATCH", ADMIN "/operators/{id}", h_operator_patch},
+    {"GET", ADMIN "/numbers", h_numbers_list},
+    {"POST", ADMIN "/numbers", h_numbers_add},
+    {"GET", ADMIN "/numbers/{identifier}", h_number_get},
+    {"GET", ADMIN "/numbers/{identifier}/history", h_number_history},
+    {"POST", ADMIN "/numbers/{identifier}:override-quarantine", h_override},
+    {"GET", ADMIN "/pools/{tenant_id}", h_pool_get},
+    {"PUT", ADMIN "/pools/{tenant_id}", h_pool_put},
+    {"PATCH", ADMIN "/pools/{tenant_id}", h_pool_patch},
+    {"POST", ADMIN "/audit:verify", h_audit_verify},
+    {NULL},
+};

@@ -1,0 +1,136 @@
+/* service: the numbering service as `ghasi serve` hosts it (numbering spec; issue 3, items 4-6).
+ *
+ * num_service is the gh_service_t table: migrations "numbering", the HTTP routes of http.c, the
+ * jobs (index heartbeat, reservation expiry, quarantine sweep, idempotency purge), and init/stop,
+ * which open the repository, seed the operators (and the demo data, seed.c), load the number
+ * index and subscribe this replica to num.cache.invalidate.v1.
+ *
+ * The state (num_svc_t) is shared by service.c, http.c and seed.c; handlers run concurrently on
+ * the HTTP threads, so everything in it is either immutable after init, lock-free (the index,
+ * the operator snapshot, metrics) or thread-safe by contract (the repository, the store).
+ *
+ * Include as "numbering/service.h" from outside src/numbering: src/core has a service.h too. */
+#ifndef NUM_SERVICE_H
+#define NUM_SERVICE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gh-core.h"
+#include "index.h"
+#include "repo.h"
+
+/* The "numbering:" configuration section (GHASI_NUMBERING_<KEY> overrides). */
+typedef struct num_config_s {
+	int64_t index_capacity;     /* numbers the index can hold (memory reserved at start) */
+	int64_t index_tenants;      /* tenants the index can intern */
+	int64_t staleness_bound_ms; /* validate answers 503 past this without a heartbeat */
+	bool seed_demo;             /* seed demo data on first start (empty database) */
+	int64_t seed_msisdns;       /* MSISDNs the demo seed creates */
+	char *heartbeat;            /* schedule of the invalidation-stream heartbeat */
+	char *reservation_sweep;    /* schedule of the reservation expiry sweep */
+	char *quarantine_sweep;     /* schedule of the quarantine cool-off sweep */
+	int64_t sweep_batch;        /* rows per sweep run */
+	int64_t reserve_ttl_default_s;
+	int64_t reserve_ttl_max_s;
+} num_config_t;
+
+/* Register the section with gh_config_register; call once at start, before gh_config_load
+ * (main does, tests do). 0, or -EEXIST when already registered (harmless). */
+int num_config_register(void);
+/* The section of cfg, or the defaults when the section was not registered. */
+void num_config_from(const gh_config_t *cfg, num_config_t *out);
+
+extern const gh_service_t num_service;
+
+/* Operators as the hot path reads them: an immutable snapshot swapped atomically. */
+typedef struct num_optab_s {
+	size_t n;
+	gh_operator_t ops[];
+} num_optab_t;
+
+typedef struct num_svc_s {
+	void *ctx;
+	gh_app_t *app; /* NULL when built by num_svc_new for a benchmark */
+	num_config_t cfg;
+	num_lifecycle_cfg_t lifecycle;
+	gh_clock_t *clock;
+	gh_store_t *store; /* NULL without a database */
+	num_repo_t *repo;  /* NULL without a database: a miss is then UNAVAILABLE */
+	num_index_t *ix;
+	gh_bus_sub_t *cache_sub;
+	_Atomic(const num_optab_t *) optab;
+	pthread_mutex_t pool_mu; /* orders pool status updates of the index (num_svc_pool_sync) */
+	int64_t idem_ttl_ms;
+
+	/* metrics (NULL when no registry) */
+	gh_histogram_t *h_validate[NUM_VR__COUNT + 2]; /* + UNAVAILABLE, INVALID_ARGUMENT */
+	gh_counter_t *c_hits, *c_misses;
+	gh_counter_t *c_expired;
+	gh_gauge_t *g_audit_broken;
+} num_svc_t;
+
+#define NUM_VRES_UNAVAILABLE (NUM_VR__COUNT)
+#define NUM_VRES_INVALID     (NUM_VR__COUNT + 1)
+
+/* A state without the app, for benchmarks and tests of the hot path: ix is used as is (the
+ * caller loads it), repo may be NULL, metrics may be NULL. 0 or -ENOMEM. */
+int num_svc_new(void *ctx, num_index_t *ix, num_repo_t *repo, gh_clock_t *clock,
+                gh_metrics_t *metrics, const num_config_t *cfg, num_svc_t **out);
+
+/* ---- the hot path (http.c) --------------------------------------------------------------- */
+
+typedef struct num_vresult_s {
+	num_validate_t v;
+	gh_ident_t id;         /* the normalised identifier */
+	bool caller_is_holder; /* the entry's holder is the caller: lease data may be shown */
+} num_vresult_t;
+
+/* ValidateLease: normalise ident[0..len) (GH_IDENT_AUTO), resolve tenant_id without locks,
+ * decide from the index, fall back to the database on a miss (filling the index). Allocates
+ * nothing on a hit. Returns 0 with *out decided, or
+ *   -EINVAL   bad identifier (err: INVALID_ARGUMENT, field /identifier)
+ *   -ESTALE   the index is older than the staleness bound (fail closed: 503)
+ *   -EIO      the database could not decide a miss (fail closed: 503)
+ * err may be NULL. */
+int num_svc_validate(num_svc_t *s, const char *ident, size_t len, const char *tenant_id,
+                     int64_t now_ms, num_vresult_t *out, gh_err_t *err);
+
+/* The index entry of a normalised key: index first, database on a miss (filling the index).
+ * 0, -ENOENT (not registered), -ESTALE (index stale), -EIO. */
+int num_svc_entry(num_svc_t *s, uint64_t key, int64_t now_ms, num_index_entry_t *out);
+
+/* Apply the database's current entry of key to the local index after a local commit; when it
+ * cannot be read, invalidate key at min_version so no older entry is served. */
+void num_svc_refresh_key(num_svc_t *s, uint64_t key, int64_t min_version);
+
+/* Make the index's pool status of tenant_id the database's, under pool_mu, so that a late
+ * event can never put back a status older than one applied after a local commit. When the
+ * database cannot be read, hint (the status an event announced, or NULL) is applied only if it
+ * is SUSPENDED (fail closed) and -EIO is returned. */
+int num_svc_pool_sync(num_svc_t *s, const char *tenant_id, const char *hint);
+
+/* Operator of an index entry / an identifier (NULL when none). Lock-free. */
+const gh_operator_t *num_svc_operator(num_svc_t *s, const num_index_entry_t *e,
+                                      const gh_ident_t *id, int64_t now_ms);
+/* Reload the operator snapshot from the database. 0 or negative errno. */
+int num_svc_reload_operators(num_svc_t *s);
+
+/* Handlers (http.c) and the route table. */
+extern const gh_service_route_t num_routes[];
+
+/* ---- demo data (seed.c) ------------------------------------------------------------------ */
+
+/* Demo identities the seed creates deterministically (README "Try it", tests). */
+#define NUM_DEMO_TENANT_ENTERPRISE "tenant-enterprise"
+#define NUM_DEMO_TENANT_SMB        "tenant-smb"
+#define NUM_DEMO_TENANT_GOVERNMENT "tenant-government"
+
+/* When the database holds no numbers: the demo pools, msisdns MSISDNs spread over the
+ * operators' prefixes, 50 short codes and some alpha ids, in batches. *seeded (may be NULL)
+ * gets whether anything was seeded. 0 or negative errno (err filled). */
+int num_seed_demo(num_svc_t *s, int64_t msisdns, int64_t now_ms, bool *seeded, gh_err_t *err);
+
+#endif
