@@ -19,6 +19,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "store.h"
+#include "storefx.h"
 #include "testutil.h"
 
 #define TTL_MS 60000
@@ -31,7 +32,6 @@ enum { MODE_OK, MODE_CONFLICT, MODE_RATE, MODE_UNAVAILABLE, MODE_INTERNAL };
 typedef struct {
 	void *ctx;
 	char *dir;
-	char *url;
 	gh_store_t *store;
 	gh_clock_t *clock;
 	gh_http_server_t *srv;
@@ -110,13 +110,10 @@ static int fx_open(fx_t *fx, gh_test_backend_t b)
 	memset(fx, 0, sizeof(*fx));
 	fx->ctx = talloc_new(NULL);
 	fx->dir = gh_test_tmpdir();
-	fx->url = gh_test_store_url(b, fx->dir);
-	if (!fx->url)
+	fx->store =
+	    gh_test_store_open_core(fx->ctx, b, fx->dir, &(gh_store_opts_t){.pool_size = 8});
+	if (!fx->store)
 		return -1;
-	assert_int_equal(
-	    gh_store_open(fx->ctx, fx->url, &(gh_store_opts_t){.pool_size = 8}, &fx->store), 0);
-	gh_err_t err = {0};
-	assert_int_equal(gh_migrate_run(fx->store, "core", gh_sql_files, &err), 0);
 	gh_conn_t *c;
 	assert_int_equal(gh_store_acquire(fx->store, 5000, &c), 0);
 	assert_int_equal(
@@ -140,7 +137,6 @@ static void fx_close(fx_t *fx)
 	talloc_free(fx->ctx);
 	gh_test_rmtree(fx->dir);
 	free(fx->dir);
-	free(fx->url);
 }
 
 #define EACH_BACKEND(...)                                       \
