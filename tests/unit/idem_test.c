@@ -194,19 +194,10 @@ static int replayed(const resp_t *r)
 	return h != NULL;
 }
 
-static json_t *body_json(const resp_t *r)
-{
-	json_error_t e;
-	json_t *j = json_loadb(r->body, r->body_len, 0, &e);
-	if (!j)
-		fail_msg("not JSON: %s", r->body);
-	return j;
-}
-
 static void assert_code(const resp_t *r, int status, const char *code)
 {
 	assert_int_equal(r->status, status);
-	json_t *j = body_json(r);
+	json_t *j = gh_test_http_json(r);
 	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
 	                    code);
 	json_decref(j);
@@ -214,7 +205,7 @@ static void assert_code(const resp_t *r, int status, const char *code)
 
 static int run_of(const resp_t *r)
 {
-	json_t *j = body_json(r);
+	json_t *j = gh_test_http_json(r);
 	int run = (int)json_integer_value(json_object_get(j, "run"));
 	json_decref(j);
 	return run;
@@ -320,7 +311,7 @@ static void test_malformed_key_is_400(void **state)
 		key[256] = '\0';
 		post(fx, "/v1/t/things", key, NULL, BODY_A, &r);
 		assert_code(&r, 400, "INVALID_ARGUMENT");
-		json_t *j = body_json(&r);
+		json_t *j = gh_test_http_json(&r);
 		assert_string_equal(
 		    json_string_value(json_object_get(
 		        json_object_get(json_object_get(j, "error"), "details"), "field")),
