@@ -13,20 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
 #include "log.h"
-#include "migrate.h"
 #include "store.h"
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "benchutil.h"
 
 /* A realistic record: a number lifecycle transition with a small payload. Entity ids and
  * timestamps vary per row so no two rows hash alike. */
@@ -90,9 +83,9 @@ static double timed_appends(gh_store_t *s, work_t *w, double secs, int *rc)
 {
 	gh_tx_opts_t o = {.flags = GH_TX_WRITE};
 	int64_t start = w->next;
-	double t0 = now_s(), t;
+	double t0 = bench_now_s(), t;
 	*rc = 0;
-	while ((t = now_s()) - t0 < secs) {
+	while ((t = bench_now_s()) - t0 < secs) {
 		if ((*rc = gh_store_tx(s, append_tx, w, &o)) < 0)
 			return 0;
 		w->next += (int64_t)w->n;
@@ -103,16 +96,9 @@ static double timed_appends(gh_store_t *s, work_t *w, double secs, int *rc)
 static int run(const char *url, const char *label, size_t batch, double secs)
 {
 	gh_store_t *s;
-	int rc = gh_store_open(NULL, url, NULL, &s);
-	if (rc < 0) {
-		fprintf(stderr, "bench_audit: cannot open %s (%d)\n", label, rc);
+	int rc = bench_store_open(NULL, "bench_audit", url, NULL, 1, &s);
+	if (rc < 0)
 		return rc;
-	}
-	gh_err_t err = {0};
-	if ((rc = gh_migrate_run(s, "core", gh_sql_files, &err)) < 0) {
-		fprintf(stderr, "bench_audit: migrate %s: %s\n", label, err.message);
-		goto out;
-	}
 	char chain[32];
 	snprintf(chain, sizeof(chain), "bench%d", (int)getpid());
 
@@ -128,20 +114,20 @@ static int run(const char *url, const char *label, size_t batch, double secs)
 		goto fail;
 
 	gh_audit_verify_t v;
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	if ((rc = gh_audit_verify(s, chain, &v)) < 0)
 		goto fail;
-	double vt = now_s() - t0;
+	double vt = bench_now_s() - t0;
 	if (!v.ok || v.rows != many.next) {
 		fprintf(stderr, "bench_audit: verify %s: %s (rows %lld of %lld)\n", label, v.reason,
 		        (long long)v.rows, (long long)many.next);
 		rc = -EPROTO;
 		goto free_work;
 	}
-	printf("bench_audit backend=%s batch=%zu single_txn_rows_per_s=%.0f "
-	       "batched_rows_per_s=%.0f verify_rows=%lld verify_rows_per_s=%.0f\n",
-	       label, batch, single, batched, (long long)v.rows, (double)v.rows / vt);
-	fflush(stdout);
+	bench_report("bench_audit",
+	             "backend=%s batch=%zu single_txn_rows_per_s=%.0f batched_rows_per_s=%.0f "
+	             "verify_rows=%lld verify_rows_per_s=%.0f",
+	             label, batch, single, batched, (long long)v.rows, (double)v.rows / vt);
 fail:
 	if (rc < 0 && rc != -EPROTO)
 		fprintf(stderr, "bench_audit: %s: %s\n", label, strerror(-rc));
@@ -157,7 +143,6 @@ free_work:
 		             (gh_val_t[]){GH_TEXT(chain)}, 1, NULL);
 		gh_store_release(c);
 	}
-out:
 	gh_store_close(s);
 	return rc;
 }
@@ -180,22 +165,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	gh_log_init("bench_audit", GH_LOG_WARN);
-	char dir[] = "/tmp/bench_audit.XXXXXX";
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	bench_tmpdb_t db;
+	if (bench_tmpdb_make(&db, "bench_audit") < 0)
 		return 1;
-	}
-	char url[300], path[256];
-	snprintf(path, sizeof(path), "%s/bench.db", dir);
-	snprintf(url, sizeof(url), "sqlite://%s", path);
-	int rc = run(url, "sqlite", (size_t)batch, secs);
-	const char *suffix[] = {"", "-wal", "-shm"};
-	for (int i = 0; i < 3; i++) {
-		char f[300];
-		snprintf(f, sizeof(f), "%s%s", path, suffix[i]);
-		unlink(f);
-	}
-	rmdir(dir);
+	int rc = run(db.url, "sqlite", (size_t)batch, secs);
+	bench_tmpdb_remove(&db);
 	if (rc == 0 && pg && *pg)
 		rc = run(pg, "pg", (size_t)batch, secs);
 	return rc < 0 ? 1 : 0;

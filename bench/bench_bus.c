@@ -6,24 +6,17 @@
  * Prints one line: bench_bus backend=nats events=N batch=B publish_batch_per_s=...
  * publish_sync_per_s=... consume_per_s=... */
 #include <inttypes.h>
-#include <nats/nats.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <talloc.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bus.h"
 #include "log.h"
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#include "benchutil.h"
 
 static atomic_long consumed;
 
@@ -71,7 +64,7 @@ int main(int argc, char **argv)
 	for (long i = 0; i < n + n_sync; i++)
 		snprintf(ids[i], sizeof(ids[i]), "%d-%ld", (int)getpid(), i);
 
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	for (long i = 0; i < n; i += batch) {
 		size_t k = (size_t)(n - i < batch ? n - i : batch), acked = 0;
 		for (size_t j = 0; j < k; j++)
@@ -86,9 +79,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	double batch_rate = (double)n / (now_s() - t0);
+	double batch_rate = (double)n / (bench_now_s() - t0);
 
-	t0 = now_s();
+	t0 = bench_now_s();
 	for (long i = n; i < n + n_sync; i++) {
 		rc = gh_bus_publish(bus, subj, ids[i], payload, sizeof(payload), NULL, 0);
 		if (rc < 0) {
@@ -96,35 +89,29 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	double sync_rate = (double)n_sync / (now_s() - t0);
+	double sync_rate = (double)n_sync / (bench_now_s() - t0);
 
 	gh_bus_sub_t *sub = NULL;
 	gh_bus_sub_opts_t so = {.batch = 256};
-	t0 = now_s();
+	t0 = bench_now_s();
 	rc = gh_bus_subscribe(bus, filter, "bench", count_handler, NULL, &so, &sub);
 	if (rc < 0) {
 		fprintf(stderr, "bench_bus: subscribe: %s\n", strerror(-rc));
 		return 1;
 	}
 	double deadline = t0 + 120;
-	while (atomic_load(&consumed) < n + n_sync && now_s() < deadline)
+	while (atomic_load(&consumed) < n + n_sync && bench_now_s() < deadline)
 		usleep(1000);
-	double consume_rate = (double)atomic_load(&consumed) / (now_s() - t0);
+	double consume_rate = (double)atomic_load(&consumed) / (bench_now_s() - t0);
 	gh_bus_unsubscribe(sub);
 
-	printf("bench_bus backend=%s events=%ld batch=%ld publish_batch_per_s=%.0f "
-	       "publish_sync_per_s=%.0f consume_per_s=%.0f\n",
-	       gh_bus_backend(bus), n, batch, batch_rate, sync_rate, consume_rate);
+	bench_report("bench_bus",
+	             "backend=%s events=%ld batch=%ld publish_batch_per_s=%.0f "
+	             "publish_sync_per_s=%.0f consume_per_s=%.0f",
+	             gh_bus_backend(bus), n, batch, batch_rate, sync_rate, consume_rate);
 	talloc_free(ctx);
-	if (strncmp(url, "nats://", 7) == 0) { /* leave no benchmark stream behind */
-		natsConnection *nc = NULL;
-		jsCtx *js = NULL;
-		if (natsConnection_ConnectTo(&nc, url) == NATS_OK &&
-		    natsConnection_JetStream(&js, nc, NULL) == NATS_OK)
-			js_DeleteStream(js, stream, NULL, NULL);
-		jsCtx_Destroy(js);
-		natsConnection_Destroy(nc);
-	}
+	if (strncmp(url, "nats://", 7) == 0) /* leave no benchmark stream behind */
+		bench_nats_drop_stream(url, stream);
 	free(ids);
 	free(msgs);
 	return atomic_load(&consumed) == n + n_sync ? 0 : 1;

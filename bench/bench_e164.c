@@ -6,21 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "e164.h"
+
+#include "benchutil.h"
 
 enum { N_IN = 4096 };
 
 static char inputs[N_IN][24];
 static size_t lens[N_IN];
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void fill(int mixed)
 {
@@ -50,7 +44,7 @@ static double run(gh_ident_kind_t kind, int lookup, uint64_t *sink)
 	size_t nops;
 	const gh_operator_t *ops = gh_operators_default(&nops);
 	uint64_t done = 0;
-	double t0 = now_s(), t;
+	double t0 = bench_now_s(), t;
 	do {
 		for (int i = 0; i < N_IN; i++) {
 			gh_ident_t id;
@@ -67,7 +61,7 @@ static double run(gh_ident_kind_t kind, int lookup, uint64_t *sink)
 			}
 		}
 		done += N_IN;
-		t = now_s();
+		t = bench_now_s();
 	} while (t - t0 < 1.0);
 	return (double)done / (t - t0);
 }
@@ -80,8 +74,8 @@ int main(void)
 	double lookup = run(GH_IDENT_MSISDN, 1, &sink);
 	fill(1);
 	double mixed = run(GH_IDENT_AUTO, 0, &sink);
-	printf("bench_e164 msisdn_per_s=%.0f auto_mixed_per_s=%.0f operator_lookup_per_s=%.0f "
-	       "sink=%llu\n",
-	       msisdn, mixed, lookup, (unsigned long long)(sink & 0xff));
+	bench_report("bench_e164",
+	             "msisdn_per_s=%.0f auto_mixed_per_s=%.0f operator_lookup_per_s=%.0f sink=%llu",
+	             msisdn, mixed, lookup, (unsigned long long)(sink & 0xff));
 	return 0;
 }

@@ -33,6 +33,8 @@
 #include "http.h"
 #include "log.h"
 
+#include "benchutil.h"
+
 typedef struct {
 	double req_per_s;
 	double p50_us, p99_us;
@@ -294,10 +296,11 @@ int main(int argc, char **argv)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/bench/lease", gh_http_server_port(srv));
 	if (run_wrk(url, script, secs, conns, &js) < 0)
 		goto out;
-	printf(
-	    "bench_http route=trivial threads=1 conns=%d req_per_s=%.0f p50_us=%.0f "
+	bench_report(
+	    "bench_http",
+	    "route=trivial threads=1 conns=%d req_per_s=%.0f p50_us=%.0f "
 	    "p99_us=%.0f cpu_us_per_req=%.2f runq_wait_pct=%.1f json_req_per_s=%.0f "
-	    "json_p50_us=%.0f json_p99_us=%.0f json_cpu_us_per_req=%.2f json_runq_wait_pct=%.1f\n",
+	    "json_p50_us=%.0f json_p99_us=%.0f json_cpu_us_per_req=%.2f json_runq_wait_pct=%.1f",
 	    conns, trivial.req_per_s, trivial.p50_us, trivial.p99_us, trivial.cpu_us_per_req,
 	    trivial.runq_wait_pct, js.req_per_s, js.p50_us, js.p99_us, js.cpu_us_per_req,
 	    js.runq_wait_pct);

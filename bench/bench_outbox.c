@@ -11,28 +11,20 @@
  * given or GH_TEST_NATS_URL is set. The benchmark stream is deleted afterwards. */
 #include <errno.h>
 #include <jansson.h>
-#include <nats/nats.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <talloc.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bus.h"
 #include "log.h"
-#include "migrate.h"
 #include "outbox.h"
 #include "store.h"
 
-enum { N_AGG = 1000 };
+#include "benchutil.h"
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+enum { N_AGG = 1000 };
 
 typedef struct fill_s {
 	const char *type;
@@ -62,17 +54,6 @@ static int add_tx(gh_conn_t *c, void *ud)
 	return 0;
 }
 
-static void drop_stream(const char *url, const char *stream)
-{
-	natsConnection *nc = NULL;
-	jsCtx *js = NULL;
-	if (natsConnection_ConnectTo(&nc, url) == NATS_OK &&
-	    natsConnection_JetStream(&js, nc, NULL) == NATS_OK)
-		js_DeleteStream(js, stream, NULL, NULL);
-	jsCtx_Destroy(js);
-	natsConnection_Destroy(nc);
-}
-
 static int run(const char *store_url, const char *bus_url, long n, long per_txn, int batch)
 {
 	void *ctx = talloc_new(NULL);
@@ -85,16 +66,9 @@ static int run(const char *store_url, const char *bus_url, long n, long per_txn,
 	gh_store_t *s = NULL;
 	gh_bus_t *bus = NULL;
 	gh_outbox_relay_t *relay = NULL;
-	gh_err_t err = {0};
-	int rc = gh_store_open(ctx, store_url, NULL, &s);
-	if (rc < 0) {
-		fprintf(stderr, "bench_outbox: cannot open store (%d)\n", rc);
+	int rc = bench_store_open(ctx, "bench_outbox", store_url, NULL, 1, &s);
+	if (rc < 0)
 		goto out;
-	}
-	if ((rc = gh_migrate_run(s, "core", gh_sql_files, &err)) < 0) {
-		fprintf(stderr, "bench_outbox: migrate: %s\n", err.message);
-		goto out;
-	}
 	/* A database that outlives the run may hold rows of an earlier one. */
 	gh_conn_t *c;
 	if ((rc = gh_store_acquire(s, 5000, &c)) < 0)
@@ -121,14 +95,14 @@ static int run(const char *store_url, const char *bus_url, long n, long per_txn,
 	    json_pack("{s:s, s:s, s:s, s:s, s:i}", "number", "+93701234567", "from", "reserved",
 	              "to", "assigned", "subscriber_ref", "crm:8f14e45f", "version", 4);
 	gh_tx_opts_t to = {.flags = GH_TX_WRITE};
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	for (f.next = 0; f.next < n; f.next += per_txn) {
 		if (n - f.next < per_txn)
 			f.per_txn = n - f.next;
 		if ((rc = gh_store_tx(s, add_tx, &f, &to)) < 0)
 			break;
 	}
-	double add_rate = (double)n / (now_s() - t0);
+	double add_rate = (double)n / (bench_now_s() - t0);
 	json_decref(f.data);
 	if (rc < 0) {
 		fprintf(stderr, "bench_outbox: add: %s\n", strerror(-rc));
@@ -137,7 +111,7 @@ static int run(const char *store_url, const char *bus_url, long n, long per_txn,
 
 	long relayed = 0;
 	size_t got;
-	t0 = now_s();
+	t0 = bench_now_s();
 	do {
 		if ((rc = gh_outbox_relay_round(relay, 1, &got)) < 0) {
 			fprintf(stderr, "bench_outbox: relay round: %s\n", strerror(-rc));
@@ -145,7 +119,7 @@ static int run(const char *store_url, const char *bus_url, long n, long per_txn,
 		}
 		relayed += (long)got;
 	} while (got > 0);
-	double relay_rate = (double)relayed / (now_s() - t0);
+	double relay_rate = (double)relayed / (bench_now_s() - t0);
 
 	int64_t pending = -1, age;
 	if ((rc = gh_outbox_pending(s, 0, &pending, &age)) < 0)
@@ -156,15 +130,15 @@ static int run(const char *store_url, const char *bus_url, long n, long per_txn,
 		rc = -EPROTO;
 		goto out;
 	}
-	printf("bench_outbox store=%s bus=%s events=%ld per_txn=%ld relay_batch=%d add_per_s=%.0f "
-	       "relay_per_s=%.0f\n",
-	       gh_store_backend_names[gh_store_backend(s)], gh_bus_backend(bus), n, per_txn, batch,
-	       add_rate, relay_rate);
-	fflush(stdout);
+	bench_report("bench_outbox",
+	             "store=%s bus=%s events=%ld per_txn=%ld relay_batch=%d add_per_s=%.0f "
+	             "relay_per_s=%.0f",
+	             gh_store_backend_names[gh_store_backend(s)], gh_bus_backend(bus), n, per_txn,
+	             batch, add_rate, relay_rate);
 out:
 	talloc_free(ctx); /* relay, bus, store */
 	if (strncmp(bus_url, "nats://", 7) == 0)
-		drop_stream(bus_url, stream);
+		bench_nats_drop_stream(bus_url, stream);
 	return rc;
 }
 
@@ -191,25 +165,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	gh_log_init("bench_outbox", GH_LOG_WARN);
-	char dir[] = "/tmp/bench_outbox.XXXXXX";
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	bench_tmpdb_t db;
+	if (bench_tmpdb_make(&db, "bench_outbox") < 0)
 		return 1;
-	}
-	char url[300], path[256];
-	snprintf(path, sizeof(path), "%s/bench.db", dir);
-	snprintf(url, sizeof(url), "sqlite://%s", path);
 
-	int rc = run(url, "inproc://bench", n, per_txn, batch);
+	int rc = run(db.url, "inproc://bench", n, per_txn, batch);
 	if (rc == 0 && nats && *nats)
-		rc = run(url, nats, n, per_txn, batch);
-	const char *suffix[] = {"", "-wal", "-shm"};
-	for (int i = 0; i < 3; i++) {
-		char f[300];
-		snprintf(f, sizeof(f), "%s%s", path, suffix[i]);
-		unlink(f);
-	}
-	rmdir(dir);
+		rc = run(db.url, nats, n, per_txn, batch);
+	bench_tmpdb_remove(&db);
 	if (rc == 0 && pg && *pg) {
 		rc = run(pg, "inproc://bench", n, per_txn, batch);
 		if (rc == 0 && nats && *nats)

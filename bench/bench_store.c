@@ -9,19 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "store.h"
 
-enum { BATCH = 1000 };
+#include "benchutil.h"
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+enum { BATCH = 1000 };
 
 typedef struct single_s {
 	int64_t id;
@@ -40,11 +33,10 @@ static int run(const char *url, const char *label, int sync_full, double secs)
 {
 	gh_store_t *s;
 	gh_conn_t *c;
-	int rc = gh_store_open(NULL, url, &(gh_store_opts_t){.sync_full = sync_full}, &s);
-	if (rc < 0) {
-		fprintf(stderr, "bench_store: cannot open %s (%d)\n", label, rc);
+	int rc = bench_store_open(NULL, "bench_store", url,
+	                          &(gh_store_opts_t){.sync_full = sync_full}, 0, &s);
+	if (rc < 0)
 		return rc;
-	}
 	if ((rc = gh_store_acquire(s, 5000, &c)) < 0)
 		goto out;
 	rc = gh_conn_exec_script(c,
@@ -57,8 +49,8 @@ static int run(const char *url, const char *label, int sync_full, double secs)
 
 	single_t one = {0};
 	gh_tx_opts_t o = {.flags = GH_TX_WRITE};
-	double t0 = now_s(), t;
-	while ((t = now_s()) - t0 < secs) {
+	double t0 = bench_now_s(), t;
+	while ((t = bench_now_s()) - t0 < secs) {
 		for (int i = 0; i < 100; i++) {
 			one.id++;
 			if ((rc = gh_store_tx(s, insert_one, &one, &o)) < 0)
@@ -77,8 +69,8 @@ static int run(const char *url, const char *label, int sync_full, double secs)
 		goto out;
 	}
 	int64_t rows = 0, id = one.id;
-	t0 = now_s();
-	while ((t = now_s()) - t0 < secs) {
+	t0 = bench_now_s();
+	while ((t = bench_now_s()) - t0 < secs) {
 		for (int i = 0; i < BATCH; i++) {
 			p[i * 3] = GH_I64(++id);
 			p[i * 3 + 1] = GH_TEXT("tenant-a");
@@ -97,9 +89,10 @@ static int run(const char *url, const char *label, int sync_full, double secs)
 	gh_store_release(c);
 	free(p);
 	if (rc == 0)
-		printf("bench_store backend=%s sync=%s single_txn_per_s=%.0f "
-		       "batched_rows_per_s=%.0f\n",
-		       label, sync_full ? "full" : "normal", single, (double)rows / (t - t0));
+		bench_report("bench_store",
+		             "backend=%s sync=%s single_txn_per_s=%.0f "
+		             "batched_rows_per_s=%.0f",
+		             label, sync_full ? "full" : "normal", single, (double)rows / (t - t0));
 out:
 	gh_store_close(s);
 	return rc;
@@ -118,22 +111,11 @@ int main(int argc, char **argv)
 		else
 			pg = argv[i];
 	}
-	char dir[] = "/tmp/bench_store.XXXXXX";
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	bench_tmpdb_t db;
+	if (bench_tmpdb_make(&db, "bench_store") < 0)
 		return 1;
-	}
-	char url[300], path[256];
-	snprintf(path, sizeof(path), "%s/bench.db", dir);
-	snprintf(url, sizeof(url), "sqlite://%s", path);
-	int rc = run(url, "sqlite", full, secs);
-	const char *suffix[] = {"", "-wal", "-shm"};
-	for (int i = 0; i < 3; i++) {
-		char f[300];
-		snprintf(f, sizeof(f), "%s%s", path, suffix[i]);
-		unlink(f);
-	}
-	rmdir(dir);
+	int rc = run(db.url, "sqlite", full, secs);
+	bench_tmpdb_remove(&db);
 	if (rc == 0 && pg && *pg)
 		rc = run(pg, "pg", 0, secs);
 	return rc < 0 ? 1 : 0;

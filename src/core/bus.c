@@ -445,12 +445,8 @@ dlq:
 	return GH__BUS_DLQ;
 }
 
-char *gh__bus_dlq_subject(void *ctx, const gh_bus_t *bus, const char *subject)
-{
-	return talloc_asprintf(ctx, "%s.%s", bus->cfg.dlq_prefix, subject);
-}
-
-gh_bus_hdr_t *gh__bus_dlq_headers(void *ctx, const gh_bus_msg_t *msg, const char *reason, size_t *n)
+/* Headers of the dead-letter copy of msg; a talloc array of *n entries, child of ctx, or NULL. */
+static gh_bus_hdr_t *dlq_headers(void *ctx, const gh_bus_msg_t *msg, const char *reason, size_t *n)
 {
 	gh_bus_hdr_t *h = talloc_array(ctx, gh_bus_hdr_t, msg->n_headers + 4);
 	char *deliveries = talloc_asprintf(ctx, "%" PRIu32, msg->delivery);
@@ -471,4 +467,22 @@ gh_bus_hdr_t *gh__bus_dlq_headers(void *ctx, const gh_bus_msg_t *msg, const char
 	h[k++] = (gh_bus_hdr_t){GH_BUS_HDR_DLQ_DELIVERIES, deliveries};
 	*n = k;
 	return h;
+}
+
+int gh__bus_dead_letter(gh_bus_sub_t *sub, const gh_bus_msg_t *msg, const char *reason)
+{
+	void *tmp = talloc_new(NULL);
+	size_t nh = 0;
+	gh_bus_hdr_t *h = tmp ? dlq_headers(tmp, msg, reason, &nh) : NULL;
+	char *subj =
+	    tmp ? talloc_asprintf(tmp, "%s.%s", sub->bus->cfg.dlq_prefix, msg->subject) : NULL;
+	char *id = tmp && msg->msg_id ? talloc_asprintf(tmp, "dlq:%s", msg->msg_id) : NULL;
+	int rc = -ENOMEM;
+	if (h && subj && (id || !msg->msg_id))
+		rc = gh_bus_publish(sub->bus, subj, id, msg->data, msg->len, h, nh);
+	if (rc < 0)
+		gh_log(GH_LOG_ERROR, "bus dead-letter publish failed", "subject", msg->subject,
+		       NULL);
+	talloc_free(tmp);
+	return rc;
 }

@@ -88,12 +88,11 @@ typedef enum {
  * handler. reason receives the dead-letter reason. */
 gh__bus_outcome_t gh__bus_dispatch(gh_bus_sub_t *sub, const gh_bus_msg_t *msg, char *reason,
                                    size_t reason_len, int64_t *delay_ms);
-/* Dead-letter subject "<dlq_prefix>.<subject>" (talloc child of ctx). */
-char *gh__bus_dlq_subject(void *ctx, const gh_bus_t *bus, const char *subject);
-/* Headers of the dead-letter copy of msg: its own headers (minus earlier Gh-Dlq-*) plus the
- * four Gh-Dlq-* headers. Returns a talloc array of *n entries, child of ctx, or NULL. */
-gh_bus_hdr_t *gh__bus_dlq_headers(void *ctx, const gh_bus_msg_t *msg, const char *reason,
-                                  size_t *n);
+/* Publish the dead-letter copy of msg (after gh__bus_dispatch said GH__BUS_DLQ): subject
+ * "<dlq_prefix>.<subject>", msg id "dlq:<msg_id>", its own headers (minus earlier Gh-Dlq-*)
+ * plus the four Gh-Dlq-* headers. Returns 0, or a negative errno (logged): the caller then
+ * naks the original after backoff_ms instead of dropping it. */
+int gh__bus_dead_letter(gh_bus_sub_t *sub, const gh_bus_msg_t *msg, const char *reason);
 /* 1 when every subject matching filter lies within the stream's subjects. */
 int gh__bus_in_stream(const gh_bus_t *bus, const char *filter);
 /* Monotonic milliseconds (CLOCK_MONOTONIC), for timeouts that must follow real time. */

@@ -432,22 +432,9 @@ static void ip_sub_run(gh_bus_sub_t *sub)
 		msg.seq = m->seq;
 		int64_t delay = 0;
 		gh__bus_outcome_t oc = gh__bus_dispatch(sub, &msg, reason, sizeof(reason), &delay);
-		if (oc == GH__BUS_DLQ) {
-			void *tmp = talloc_new(NULL);
-			size_t nh = 0;
-			gh_bus_hdr_t *h = gh__bus_dlq_headers(tmp, &msg, reason, &nh);
-			char *subj = gh__bus_dlq_subject(tmp, sub->bus, msg.subject);
-			char *id = msg.msg_id ? talloc_asprintf(tmp, "dlq:%s", msg.msg_id) : NULL;
-			int rc = -ENOMEM;
-			if (h && subj && (id || !msg.msg_id))
-				rc = gh_bus_publish(sub->bus, subj, id, msg.data, msg.len, h, nh);
-			if (rc < 0) {
-				gh_log(GH_LOG_ERROR, "bus dead-letter publish failed", "subject",
-				       msg.subject, NULL);
-				oc = GH__BUS_NAK;
-				delay = sub->backoff_ms;
-			}
-			talloc_free(tmp);
+		if (oc == GH__BUS_DLQ && gh__bus_dead_letter(sub, &msg, reason) < 0) {
+			oc = GH__BUS_NAK;
+			delay = sub->backoff_ms;
 		}
 
 		pthread_mutex_lock(&ip->lock);

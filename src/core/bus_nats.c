@@ -396,20 +396,9 @@ static void handle_one(gh_bus_sub_t *sub, natsMsg *nm)
 		goto out;
 	}
 	gh__bus_outcome_t oc = gh__bus_dispatch(sub, &m, reason, sizeof(reason), &delay);
-	if (oc == GH__BUS_DLQ) {
-		size_t nh = 0;
-		gh_bus_hdr_t *h = gh__bus_dlq_headers(tmp, &m, reason, &nh);
-		char *subj = gh__bus_dlq_subject(tmp, sub->bus, m.subject);
-		char *id = m.msg_id ? talloc_asprintf(tmp, "dlq:%s", m.msg_id) : NULL;
-		int rc = -ENOMEM;
-		if (h && subj && (id || !m.msg_id))
-			rc = gh_bus_publish(sub->bus, subj, id, m.data, m.len, h, nh);
-		if (rc < 0) {
-			gh_log(GH_LOG_ERROR, "bus dead-letter publish failed", "subject", m.subject,
-			       NULL);
-			oc = GH__BUS_NAK;
-			delay = sub->backoff_ms;
-		}
+	if (oc == GH__BUS_DLQ && gh__bus_dead_letter(sub, &m, reason) < 0) {
+		oc = GH__BUS_NAK;
+		delay = sub->backoff_ms;
 	}
 	natsStatus s = NATS_OK;
 	switch (oc) {

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <talloc.h>
 #include <time.h>
@@ -25,6 +24,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "uuid.h"
 
 #define DEFAULT_BODY_LIMIT (1u << 20)
 #define DEFAULT_THREADS    4
@@ -138,41 +138,6 @@ static char *pct_decode(void *ctx, const char *s, size_t n, int plus_space)
 	}
 	out[o] = '\0';
 	return out;
-}
-
-/* A UUIDv7 for requests that came without an id. Request ids must be unique, not secret, so
- * the random bits come from a per-thread splitmix64 seeded once from the kernel: gh_uuid_v7
- * would cost a getrandom(2) call on every request. */
-static void gen_request_id(char out[65])
-{
-	static _Thread_local uint64_t state;
-	static const char hex[] = "0123456789abcdef";
-	if (!state) {
-		while (getrandom(&state, sizeof(state), 0) != sizeof(state) || !state)
-			;
-	}
-	uint8_t b[16];
-	uint64_t ms = (uint64_t)gh_clock_now_ms(gh_clock_real());
-	for (int i = 0; i < 6; i++)
-		b[i] = (uint8_t)(ms >> (8 * (5 - i)));
-	for (int w = 0; w < 2; w++) {
-		uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-		z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-		z ^= z >> 31;
-		for (int i = 0; i < 5; i++)
-			b[6 + w * 5 + i] = (uint8_t)(z >> (8 * i));
-	}
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x70);
-	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	int o = 0;
-	for (int i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = hex[b[i] & 15];
-	}
-	out[o] = '\0';
 }
 
 static int request_id_ok(const char *s)
@@ -478,7 +443,7 @@ static gh_http_req_t *req_new(gh_http_server_t *s, struct MHD_Connection *c, con
 	if (rid && request_id_ok(rid))
 		snprintf(req->request_id, sizeof(req->request_id), "%s", rid);
 	else
-		gen_request_id(req->request_id);
+		gh_uuid_v7_fast(gh_clock_now_ms(gh_clock_real()), req->request_id);
 	const char *tp = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
 	req->traceparent = tp && traceparent_ok(tp) ? tp : NULL;
 	return req;

@@ -279,20 +279,30 @@ static void backoff_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+/* What run and status start with: the service's migrations in order (talloc children of tmp)
+ * and a connection (*c NULL on failure). */
+static int prepare(gh_store_t *s, const char *service, const gh_sql_file_t *files, void *tmp,
+                   mig_t **migs, size_t *n, gh_conn_t **c, gh_err_t *err)
+{
+	*c = NULL;
+	int rc = collect(gh_store_backend(s), service, files, tmp, migs, n, err);
+	if (rc < 0)
+		return rc;
+	if ((rc = gh_store_acquire(s, ACQUIRE_TIMEOUT_MS, c)) < 0)
+		gh_err_set(err, GH_E_UNAVAILABLE, NULL, "migrations of %s: database unavailable",
+		           service);
+	return rc;
+}
+
 int gh_migrate_run(gh_store_t *s, const char *service, const gh_sql_file_t *files, gh_err_t *err)
 {
 	void *tmp = talloc_new(NULL);
 	mig_t *migs = NULL;
 	size_t n = 0;
 	gh_conn_t *c = NULL;
-	int rc = collect(gh_store_backend(s), service, files, tmp, &migs, &n, err);
+	int rc = prepare(s, service, files, tmp, &migs, &n, &c, err);
 	if (rc < 0)
 		goto out;
-	if ((rc = gh_store_acquire(s, ACQUIRE_TIMEOUT_MS, &c)) < 0) {
-		gh_err_set(err, GH_E_UNAVAILABLE, NULL, "migrations of %s: database unavailable",
-		           service);
-		goto out;
-	}
 	bool done = false;
 	int busy = 0;
 	while (!done) {
@@ -335,14 +345,9 @@ int gh_migrate_status(gh_store_t *s, const char *service, const gh_sql_file_t *f
 	gh_conn_t *c = NULL;
 	*out = NULL;
 	*nout = 0;
-	int rc = collect(gh_store_backend(s), service, files, tmp, &migs, &n, err);
+	int rc = prepare(s, service, files, tmp, &migs, &n, &c, err);
 	if (rc < 0)
 		goto out;
-	if ((rc = gh_store_acquire(s, ACQUIRE_TIMEOUT_MS, &c)) < 0) {
-		gh_err_set(err, GH_E_UNAVAILABLE, NULL, "migrations of %s: database unavailable",
-		           service);
-		goto out;
-	}
 	/* a database never migrated has no table: everything is pending */
 	rc = read_applied(c, service, tmp, &a, &na);
 	if (rc == -EINVAL) {

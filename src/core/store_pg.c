@@ -123,6 +123,7 @@ typedef struct pg_params_s {
 	int *formats;
 	Oid *types;
 	pg_num_t *num;
+	char *sig; /* one type letter per parameter (type_sig), NUL-terminated: the statement key */
 } pg_params_t;
 
 static char type_sig(gh_val_type_t t)
@@ -153,7 +154,10 @@ static int pg_params_alloc(void *ctx, int n, pg_params_t *pp)
 	pp->formats = talloc_array(ctx, int, k);
 	pp->types = talloc_array(ctx, Oid, k);
 	pp->num = talloc_array(ctx, pg_num_t, k);
-	return pp->values && pp->lengths && pp->formats && pp->types && pp->num ? 0 : -ENOMEM;
+	pp->sig = talloc_zero_size(ctx, k + 1);
+	return pp->values && pp->lengths && pp->formats && pp->types && pp->num && pp->sig
+	           ? 0
+	           : -ENOMEM;
 }
 
 static int pg_encode(gh_conn_t *c, const gh_val_t *p, int n, pg_params_t *pp)
@@ -223,10 +227,10 @@ static int pg_run(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, PGres
 	if (!tmp)
 		return -ENOMEM;
 	pg_params_t pp;
-	char *sig = talloc_size(tmp, (size_t)n + 1);
-	int rc = sig && pg_params_alloc(tmp, n, &pp) == 0 ? 0 : -ENOMEM;
+	int rc = pg_params_alloc(tmp, n, &pp);
 	if (rc < 0)
 		goto out;
+	char *sig = pp.sig;
 	for (int i = 0; i < n; i++) {
 		sig[i] = type_sig(p[i].type);
 		pp.types[i] = sig_oid(sig[i]);
@@ -313,10 +317,10 @@ static int pg_exec_batch(gh_conn_t *c, const char *sql, const gh_val_t *p, int n
 	if (!tmp)
 		return -ENOMEM;
 	pg_params_t pp;
-	char *sig = talloc_size(tmp, (size_t)n + 1);
-	int rc = sig && pg_params_alloc(tmp, n, &pp) == 0 ? 0 : -ENOMEM;
+	int rc = pg_params_alloc(tmp, n, &pp);
 	if (rc < 0)
 		goto out;
+	char *sig = pp.sig;
 	/* one type per column across the batch; NULLs fit any type */
 	memset(sig, '?', (size_t)n);
 	sig[n] = '\0';

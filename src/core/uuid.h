@@ -10,6 +10,10 @@
 void gh_uuid_v4(char out[37]);
 /* RFC 9562 UUIDv7: 48-bit Unix ms timestamp then random bits; sorts by creation time. */
 void gh_uuid_v7(int64_t unix_ms, char out[37]);
+/* The same layout with the random bits from a per-thread splitmix64 seeded once from the
+ * kernel: unique, not secret, and no getrandom(2) call per id. For ids that must only be
+ * unique (request ids), never for tokens or anything a client must not guess. */
+void gh_uuid_v7_fast(int64_t unix_ms, char out[37]);
 /* 1 when s is a canonical lowercase or uppercase 8-4-4-4-12 hex UUID. */
 int gh_uuid_valid(const char *s);
 

@@ -54,6 +54,15 @@ void gh_test_http_send(gh_test_http_conn_t *c, const char *data, size_t n)
 	}
 }
 
+json_t *gh_test_http_json(const gh_test_http_resp_t *r)
+{
+	json_error_t e;
+	json_t *j = json_loadb(r->body, r->body_len, 0, &e);
+	if (!j)
+		fail_msg("not JSON: %s", r->body);
+	return j;
+}
+
 const char *gh_test_http_header(const gh_test_http_resp_t *r, const char *name, char *out, size_t n)
 {
 	size_t nl = strlen(name);

@@ -4,6 +4,7 @@
 #ifndef GH_TEST_HTTPC_H
 #define GH_TEST_HTTPC_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,8 @@ int gh_test_http_closed_by_peer(gh_test_http_conn_t *c);
 /* Value of a response header (case-insensitive name) copied into out; NULL when absent. */
 const char *gh_test_http_header(const gh_test_http_resp_t *r, const char *name, char *out,
                                 size_t n);
+/* The response body parsed as JSON (caller decrefs); fails the test when it is not JSON. */
+json_t *gh_test_http_json(const gh_test_http_resp_t *r);
 /* Send one request on c and read its response. extra: header lines, each ending in "\r\n"
  * (may be NULL); body (may be NULL) gets a Content-Length. */
 void gh_test_http_exchange(gh_test_http_conn_t *c, const char *method, const char *path,

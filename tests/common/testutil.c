@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "uuid.h"
@@ -24,6 +25,13 @@ int gh_test_required(void)
 {
 	const char *v = getenv("GH_TEST_REQUIRE");
 	return v && strcmp(v, "1") == 0;
+}
+
+int64_t gh_test_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 char *gh_test_tmpdir(void)

@@ -29,6 +29,9 @@ int gh_test_required(void);
  * cannot coexist on one server). Errors are ignored. */
 void gh_test_nats_delete_stream(const char *url, const char *stream);
 
+/* Milliseconds on CLOCK_MONOTONIC, for deadlines and elapsed times. */
+int64_t gh_test_now_ms(void);
+
 /* A fresh temp dir (mkdtemp under $TMPDIR or /tmp); caller frees with gh_test_rmtree. */
 char *gh_test_tmpdir(void);
 void gh_test_rmtree(const char *path);

@@ -8,14 +8,13 @@
 #include <talloc.h>
 
 #include "audit.h"
-#include "migrate.h"
 #include "store.h"
+#include "storefx.h"
 #include "testutil.h"
 
 typedef struct {
 	void *ctx;
 	char *dir;
-	char *url;
 	gh_store_t *store;
 } fx_t;
 
@@ -24,13 +23,8 @@ static int fx_open(fx_t *fx, gh_test_backend_t b)
 	memset(fx, 0, sizeof(*fx));
 	fx->ctx = talloc_new(NULL);
 	fx->dir = gh_test_tmpdir();
-	fx->url = gh_test_store_url(b, fx->dir);
-	if (!fx->url)
-		return -1;
-	assert_int_equal(gh_store_open(fx->ctx, fx->url, NULL, &fx->store), 0);
-	gh_err_t err = {0};
-	assert_int_equal(gh_migrate_run(fx->store, "core", gh_sql_files, &err), 0);
-	return 0;
+	fx->store = gh_test_store_open_core(fx->ctx, b, fx->dir, NULL);
+	return fx->store ? 0 : -1;
 }
 
 static void fx_close(fx_t *fx)
@@ -38,7 +32,6 @@ static void fx_close(fx_t *fx)
 	talloc_free(fx->ctx);
 	gh_test_rmtree(fx->dir);
 	free(fx->dir);
-	free(fx->url);
 }
 
 typedef struct {

@@ -3,40 +3,15 @@
  * stream and dead-letter prefix, and deletes its stream afterwards, so cases never see each
  * other. Success conditions are polled with a deadline. */
 #include <nats/nats.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <talloc.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bus.h"
+#include "busrec.h"
 #include "testutil.h"
-
-#define MAX_GOT 4096
-
-typedef enum { H_OK, H_FAIL_BEFORE, H_FAIL_ALWAYS, H_REJECT, H_ABANDON_FIRST } behaviour_t;
-
-typedef struct got_s {
-	char subject[128];
-	char msg_id[64];
-	char data[64];
-	char reason[256];
-	char dlq_deliveries[16];
-	char dlq_subject[128];
-	char hdr_x[32];
-	uint32_t delivery;
-} got_t;
-
-typedef struct rec_s {
-	pthread_mutex_t lock;
-	behaviour_t how;
-	uint32_t fail_before;
-	int calls;
-	int n;
-	got_t got[MAX_GOT];
-} rec_t;
 
 /* One case's world: the bus, its unique prefix and how to name subjects under it. */
 typedef struct env_s {
@@ -50,96 +25,6 @@ typedef struct env_s {
 	const char *subjects[1];
 	gh_bus_t *bus;
 } env_t;
-
-static rec_t *rec_new(behaviour_t how)
-{
-	rec_t *r = calloc(1, sizeof(*r));
-	pthread_mutex_init(&r->lock, NULL);
-	r->how = how;
-	return r;
-}
-
-static void copy(char *dst, size_t n, const char *src, size_t len)
-{
-	if (!src)
-		src = "", len = 0;
-	if (len >= n)
-		len = n - 1;
-	memcpy(dst, src, len);
-	dst[len] = '\0';
-}
-
-static void copy_hdr(char *dst, size_t n, const gh_bus_msg_t *m, const char *key)
-{
-	const char *v = gh_bus_msg_header(m, key);
-	copy(dst, n, v, v ? strlen(v) : 0);
-}
-
-static int handler(const gh_bus_msg_t *m, void *ud, char *reason, size_t reason_len)
-{
-	rec_t *r = ud;
-	pthread_mutex_lock(&r->lock);
-	r->calls++;
-	int rc = 0;
-	switch (r->how) {
-	case H_OK: break;
-	case H_FAIL_BEFORE: rc = m->delivery < r->fail_before ? -EIO : 0; break;
-	case H_FAIL_ALWAYS: rc = -EIO; break;
-	case H_REJECT: rc = GH_BUS_REJECT; break;
-	case H_ABANDON_FIRST: rc = m->delivery == 1 ? GH_BUS_ABANDON : 0; break;
-	}
-	if (rc == -EIO)
-		snprintf(reason, reason_len, "database unavailable");
-	if (rc == GH_BUS_REJECT)
-		snprintf(reason, reason_len, "schema: /data/number missing");
-	if (rc == 0 && r->n < MAX_GOT) {
-		got_t *g = &r->got[r->n++];
-		copy(g->subject, sizeof(g->subject), m->subject, strlen(m->subject));
-		copy(g->msg_id, sizeof(g->msg_id), m->msg_id, m->msg_id ? strlen(m->msg_id) : 0);
-		copy(g->data, sizeof(g->data), m->data, m->len);
-		copy_hdr(g->reason, sizeof(g->reason), m, GH_BUS_HDR_DLQ_REASON);
-		copy_hdr(g->dlq_deliveries, sizeof(g->dlq_deliveries), m,
-		         GH_BUS_HDR_DLQ_DELIVERIES);
-		copy_hdr(g->dlq_subject, sizeof(g->dlq_subject), m, GH_BUS_HDR_DLQ_SUBJECT);
-		copy_hdr(g->hdr_x, sizeof(g->hdr_x), m, "X-Test");
-		g->delivery = m->delivery;
-	}
-	pthread_mutex_unlock(&r->lock);
-	return rc;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int wait_n(rec_t *r, int n, int64_t timeout_ms)
-{
-	int64_t end = now_ms() + timeout_ms;
-	for (;;) {
-		pthread_mutex_lock(&r->lock);
-		int have = r->n;
-		pthread_mutex_unlock(&r->lock);
-		if (have >= n || now_ms() > end)
-			return have;
-		usleep(2000);
-	}
-}
-
-static int wait_calls(rec_t *r, int n, int64_t timeout_ms)
-{
-	int64_t end = now_ms() + timeout_ms;
-	for (;;) {
-		pthread_mutex_lock(&r->lock);
-		int have = r->calls;
-		pthread_mutex_unlock(&r->lock);
-		if (have >= n || now_ms() > end)
-			return have;
-		usleep(2000);
-	}
-}
 
 static int case_no;
 
@@ -219,16 +104,17 @@ static void publish_consume_ack(int nats)
 	NEED_BACKEND(nats);
 	env_t e;
 	env_open(&e, nats);
-	rec_t *r = rec_new(H_OK);
+	gh_test_rec_t *r = gh_test_rec_new(GH_REC_OK);
 	gh_bus_sub_opts_t so = fast_opts(&e);
 	gh_bus_hdr_t h[] = {{"X-Test", "yes"}, {"traceparent", "00-abc-def-01"}};
 	assert_int_equal(gh_bus_publish(e.bus, S(&e, "number.assigned.v1"), "e1", "one", 3, h, 2),
 	                 0);
 	gh_bus_sub_t *s = NULL;
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "num", handler, r, &so, &s),
-	                 0);
+	assert_int_equal(
+	    gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "num", gh_test_rec_handler, r, &so, &s),
+	    0);
 	assert_int_equal(pub(&e, "number.released.v1", "e2", "two"), 0);
-	assert_int_equal(wait_n(r, 2, 10000), 2);
+	assert_int_equal(gh_test_rec_wait_n(r, 2, 10000), 2);
 	assert_string_equal(r->got[0].subject, S(&e, "number.assigned.v1"));
 	assert_string_equal(r->got[0].msg_id, "e1");
 	assert_string_equal(r->got[0].data, "one");
@@ -238,17 +124,18 @@ static void publish_consume_ack(int nats)
 	/* The durable survives the subscription and keeps its acked position: after ack_wait a
 	 * new subscription sees only the marker published later. */
 	gh_bus_unsubscribe(s);
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "num", handler, r, &so, &s),
-	                 0);
+	assert_int_equal(
+	    gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "num", gh_test_rec_handler, r, &so, &s),
+	    0);
 	usleep((useconds_t)(so.ack_wait_ms + 200) * 1000); /* so that a lost ack would show */
 	assert_int_equal(pub(&e, "number.marker.v1", "e3", "marker"), 0);
-	assert_int_equal(wait_n(r, 3, 10000), 3);
+	assert_int_equal(gh_test_rec_wait_n(r, 3, 10000), 3);
 	assert_string_equal(r->got[2].data, "marker");
 	assert_int_equal(r->calls, 3);
 	char why[128];
 	assert_int_equal(gh_bus_ready(e.bus, why, sizeof(why)), 0);
 	env_close(&e);
-	free(r);
+	gh_test_rec_free(r);
 }
 
 static void duplicate_delivered_once(int nats)
@@ -256,10 +143,11 @@ static void duplicate_delivered_once(int nats)
 	NEED_BACKEND(nats);
 	env_t e;
 	env_open(&e, nats);
-	rec_t *r = rec_new(H_OK);
+	gh_test_rec_t *r = gh_test_rec_new(GH_REC_OK);
 	gh_bus_sub_opts_t so = fast_opts(&e);
 	gh_bus_sub_t *s = NULL;
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "cdr.*.*"), "c", handler, r, &so, &s), 0);
+	assert_int_equal(
+	    gh_bus_subscribe(e.bus, S(&e, "cdr.*.*"), "c", gh_test_rec_handler, r, &so, &s), 0);
 	assert_int_equal(pub(&e, "cdr.generated.v1", "dup-1", "first"), 0);
 	assert_int_equal(pub(&e, "cdr.generated.v1", "dup-1", "second"), 0);
 	gh_bus_msg_t batch[] = {
@@ -271,12 +159,12 @@ static void duplicate_delivered_once(int nats)
 	size_t acked = 99;
 	assert_int_equal(gh_bus_publish_batch(e.bus, batch, 4, &acked), 0);
 	assert_int_equal(acked, 4);
-	assert_int_equal(wait_n(r, 3, 10000), 3);
+	assert_int_equal(gh_test_rec_wait_n(r, 3, 10000), 3);
 	assert_string_equal(r->got[0].data, "first");
 	assert_string_equal(r->got[1].data, "b1");
 	assert_string_equal(r->got[2].data, "marker");
 	env_close(&e);
-	free(r);
+	gh_test_rec_free(r);
 }
 
 static void failure_redelivered_then_succeeds(int nats)
@@ -284,17 +172,18 @@ static void failure_redelivered_then_succeeds(int nats)
 	NEED_BACKEND(nats);
 	env_t e;
 	env_open(&e, nats);
-	rec_t *r = rec_new(H_FAIL_BEFORE);
+	gh_test_rec_t *r = gh_test_rec_new(GH_REC_FAIL_BEFORE);
 	r->fail_before = 3;
 	gh_bus_sub_opts_t so = fast_opts(&e);
 	gh_bus_sub_t *s = NULL;
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "n", handler, r, &so, &s), 0);
+	assert_int_equal(
+	    gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "n", gh_test_rec_handler, r, &so, &s), 0);
 	assert_int_equal(pub(&e, "number.assigned.v1", "f1", "x"), 0);
-	assert_int_equal(wait_n(r, 1, 10000), 1);
+	assert_int_equal(gh_test_rec_wait_n(r, 1, 10000), 1);
 	assert_int_equal(r->got[0].delivery, 3);
 	assert_int_equal(r->calls, 3);
 	env_close(&e);
-	free(r);
+	gh_test_rec_free(r);
 }
 
 static void consumer_abandons_then_new_consumer_gets_it(int nats)
@@ -302,23 +191,41 @@ static void consumer_abandons_then_new_consumer_gets_it(int nats)
 	NEED_BACKEND(nats);
 	env_t e;
 	env_open(&e, nats);
-	rec_t *r1 = rec_new(H_ABANDON_FIRST), *r2 = rec_new(H_OK);
+	gh_test_rec_t *r1 = gh_test_rec_new(GH_REC_ABANDON_FIRST), *r2 = gh_test_rec_new(GH_REC_OK);
 	gh_bus_sub_opts_t so = fast_opts(&e);
 	gh_bus_sub_t *s1 = NULL, *s2 = NULL;
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "dur", handler, r1, &so, &s1),
-	                 0);
+	assert_int_equal(
+	    gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "dur", gh_test_rec_handler, r1, &so, &s1),
+	    0);
 	assert_int_equal(pub(&e, "number.assigned.v1", "a1", "x"), 0);
-	assert_int_equal(wait_calls(r1, 1, 10000), 1);
+	assert_int_equal(gh_test_rec_wait_calls(r1, 1, 10000), 1);
 	gh_bus_unsubscribe(s1);
 	assert_int_equal(r1->n, 0);
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "dur", handler, r2, &so, &s2),
-	                 0);
-	assert_int_equal(wait_n(r2, 1, 10000), 1);
+	assert_int_equal(
+	    gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "dur", gh_test_rec_handler, r2, &so, &s2),
+	    0);
+	assert_int_equal(gh_test_rec_wait_n(r2, 1, 10000), 1);
 	assert_string_equal(r2->got[0].msg_id, "a1");
 	assert_int_equal(r2->got[0].delivery, 2);
 	env_close(&e);
-	free(r1);
-	free(r2);
+	gh_test_rec_free(r1);
+	gh_test_rec_free(r2);
+}
+
+/* A consumer on "<prefix>.<rest>" answering how, and a recorder on the case's dead-letter
+ * subjects. */
+static void subscribe_with_dlq(env_t *e, const gh_bus_sub_opts_t *so, const char *rest,
+                               gh_test_rec_how_t how, gh_test_rec_t **r, gh_test_rec_t **dlq)
+{
+	*r = gh_test_rec_new(how);
+	*dlq = gh_test_rec_new(GH_REC_OK);
+	char dlq_filter[160];
+	snprintf(dlq_filter, sizeof(dlq_filter), "%s.%s.*.*.*", e->dlq, e->pfx);
+	gh_bus_sub_t *s = NULL, *d = NULL;
+	assert_int_equal(
+	    gh_bus_subscribe(e->bus, dlq_filter, "dlq", gh_test_rec_handler, *dlq, so, &d), 0);
+	assert_int_equal(gh_bus_subscribe(e->bus, S(e, rest), "n", gh_test_rec_handler, *r, so, &s),
+	                 0);
 }
 
 static void max_deliver_dead_lettered_with_reason(int nats)
@@ -326,16 +233,11 @@ static void max_deliver_dead_lettered_with_reason(int nats)
 	NEED_BACKEND(nats);
 	env_t e;
 	env_open(&e, nats);
-	rec_t *r = rec_new(H_FAIL_ALWAYS), *dlq = rec_new(H_OK);
 	gh_bus_sub_opts_t so = fast_opts(&e);
-	char dlq_filter[160];
-	snprintf(dlq_filter, sizeof(dlq_filter), "%s.%s.*.*.*", e.dlq, e.pfx);
-	gh_bus_sub_t *s = NULL, *d = NULL;
-	assert_int_equal(gh_bus_subscribe(e.bus, dlq_filter, "dlq", handler, dlq, &so, &d), 0);
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.v1"), "n", handler, r, &so, &s),
-	                 0);
+	gh_test_rec_t *r, *dlq;
+	subscribe_with_dlq(&e, &so, "number.*.v1", GH_REC_FAIL_ALWAYS, &r, &dlq);
 	assert_int_equal(pub(&e, "number.assigned.v1", "m1", "payload"), 0);
-	assert_int_equal(wait_n(dlq, 1, 10000), 1);
+	assert_int_equal(gh_test_rec_wait_n(dlq, 1, 10000), 1);
 	assert_int_equal(r->calls, 3);
 	assert_string_equal(dlq->got[0].subject, D(&e, "number.assigned.v1"));
 	assert_string_equal(dlq->got[0].dlq_subject, S(&e, "number.assigned.v1"));
@@ -344,8 +246,8 @@ static void max_deliver_dead_lettered_with_reason(int nats)
 	assert_non_null(strstr(dlq->got[0].reason, "database unavailable"));
 	assert_non_null(strstr(dlq->got[0].reason, "max_deliver 3"));
 	env_close(&e);
-	free(r);
-	free(dlq);
+	gh_test_rec_free(r);
+	gh_test_rec_free(dlq);
 }
 
 static void reject_dead_lettered_at_once(int nats)
@@ -353,25 +255,21 @@ static void reject_dead_lettered_at_once(int nats)
 	NEED_BACKEND(nats);
 	env_t e;
 	env_open(&e, nats);
-	rec_t *r = rec_new(H_REJECT), *dlq = rec_new(H_OK);
 	gh_bus_sub_opts_t so = fast_opts(&e);
-	char dlq_filter[160];
-	snprintf(dlq_filter, sizeof(dlq_filter), "%s.%s.*.*.*", e.dlq, e.pfx);
-	gh_bus_sub_t *s = NULL, *d = NULL;
-	assert_int_equal(gh_bus_subscribe(e.bus, dlq_filter, "dlq", handler, dlq, &so, &d), 0);
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "n", handler, r, &so, &s), 0);
+	gh_test_rec_t *r, *dlq;
+	subscribe_with_dlq(&e, &so, "number.*.*", GH_REC_REJECT, &r, &dlq);
 	gh_bus_hdr_t h[] = {{"X-Test", "kept"}};
 	assert_int_equal(gh_bus_publish(e.bus, S(&e, "number.assigned.v1"), "bad-1", "{}", 2, h, 1),
 	                 0);
-	assert_int_equal(wait_n(dlq, 1, 10000), 1);
+	assert_int_equal(gh_test_rec_wait_n(dlq, 1, 10000), 1);
 	assert_int_equal(r->calls, 1);
 	assert_string_equal(dlq->got[0].dlq_deliveries, "1");
 	assert_string_equal(dlq->got[0].hdr_x, "kept");
 	assert_string_equal(dlq->got[0].msg_id, "dlq:bad-1");
 	assert_non_null(strstr(dlq->got[0].reason, "schema: /data/number missing"));
 	env_close(&e);
-	free(r);
-	free(dlq);
+	gh_test_rec_free(r);
+	gh_test_rec_free(dlq);
 }
 
 static void single_publisher_order_preserved(int nats)
@@ -379,7 +277,7 @@ static void single_publisher_order_preserved(int nats)
 	NEED_BACKEND(nats);
 	env_t e;
 	env_open(&e, nats);
-	rec_t *r = rec_new(H_OK);
+	gh_test_rec_t *r = gh_test_rec_new(GH_REC_OK);
 	gh_bus_sub_opts_t so = fast_opts(&e);
 	gh_bus_sub_t *s = NULL;
 	enum { N = 3000 };
@@ -402,13 +300,14 @@ static void single_publisher_order_preserved(int nats)
 		assert_int_equal(gh_bus_publish_batch(e.bus, &batch[i], 500, &acked), 0);
 		assert_int_equal(acked, 500);
 	}
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "o", handler, r, &so, &s), 0);
-	assert_int_equal(wait_n(r, N, 20000), N);
+	assert_int_equal(
+	    gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "o", gh_test_rec_handler, r, &so, &s), 0);
+	assert_int_equal(gh_test_rec_wait_n(r, N, 20000), N);
 	for (int i = 0; i < N; i++)
 		assert_int_equal(atoi(r->got[i].data), i);
 	env_close(&e);
 	free(batch);
-	free(r);
+	gh_test_rec_free(r);
 }
 
 static void wildcard_filters_select_subjects(int nats)
@@ -416,32 +315,36 @@ static void wildcard_filters_select_subjects(int nats)
 	NEED_BACKEND(nats);
 	env_t e;
 	env_open_with(&e, nats, 1);
-	rec_t *star = rec_new(H_OK), *tail = rec_new(H_OK), *other = rec_new(H_OK);
+	gh_test_rec_t *star = gh_test_rec_new(GH_REC_OK), *tail = gh_test_rec_new(GH_REC_OK),
+	              *other = gh_test_rec_new(GH_REC_OK);
 	gh_bus_sub_opts_t so = fast_opts(&e);
 	gh_bus_sub_t *s1, *s2, *s3;
+	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.v1"), "star", gh_test_rec_handler,
+	                                  star, &so, &s1),
+	                 0);
 	assert_int_equal(
-	    gh_bus_subscribe(e.bus, S(&e, "number.*.v1"), "star", handler, star, &so, &s1), 0);
-	assert_int_equal(
-	    gh_bus_subscribe(e.bus, S(&e, "number.>"), "tail", handler, tail, &so, &s2), 0);
-	assert_int_equal(
-	    gh_bus_subscribe(e.bus, S(&e, "cdr.generated.v1"), "o", handler, other, &so, &s3), 0);
+	    gh_bus_subscribe(e.bus, S(&e, "number.>"), "tail", gh_test_rec_handler, tail, &so, &s2),
+	    0);
+	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "cdr.generated.v1"), "o",
+	                                  gh_test_rec_handler, other, &so, &s3),
+	                 0);
 	assert_int_equal(pub(&e, "number.assigned.v1", "w1", "1"), 0);
 	assert_int_equal(pub(&e, "number.assigned.v2", "w2", "2"), 0);
 	assert_int_equal(pub(&e, "cdr.generated.v1", "w3", "3"), 0);
 	assert_int_equal(pub(&e, "number.released.v1", "w4", "4"), 0);
 	assert_int_equal(pub(&e, "number.x.y.z", "w5", "5"), 0);
-	assert_int_equal(wait_n(star, 2, 10000), 2);
-	assert_int_equal(wait_n(tail, 4, 10000), 4);
+	assert_int_equal(gh_test_rec_wait_n(star, 2, 10000), 2);
+	assert_int_equal(gh_test_rec_wait_n(tail, 4, 10000), 4);
 	assert_string_equal(tail->got[3].data, "5");
-	assert_int_equal(wait_n(other, 1, 10000), 1);
+	assert_int_equal(gh_test_rec_wait_n(other, 1, 10000), 1);
 	assert_string_equal(star->got[0].data, "1");
 	assert_string_equal(star->got[1].data, "4");
 	assert_string_equal(tail->got[1].data, "2");
 	assert_string_equal(other->got[0].data, "3");
 	env_close(&e);
-	free(star);
-	free(tail);
-	free(other);
+	gh_test_rec_free(star);
+	gh_test_rec_free(tail);
+	gh_test_rec_free(other);
 }
 
 #define BOTH(name)                                                \
@@ -464,12 +367,13 @@ static void test_nats_killed_consumer_message_redelivered(void **state)
 	GH_TEST_NEED(gh_test_nats_url());
 	env_t e;
 	env_open(&e, 1);
-	rec_t *r = rec_new(H_OK);
+	gh_test_rec_t *r = gh_test_rec_new(GH_REC_OK);
 	gh_bus_sub_opts_t so = fast_opts(&e);
 	gh_bus_sub_t *s = NULL;
 	/* Create the durable, then let it go idle. */
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "crash", handler, r, &so, &s),
-	                 0);
+	assert_int_equal(
+	    gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "crash", gh_test_rec_handler, r, &so, &s),
+	    0);
 	gh_bus_unsubscribe(s);
 	assert_int_equal(pub(&e, "number.assigned.v1", "k1", "lost?"), 0);
 
@@ -492,13 +396,14 @@ static void test_nats_killed_consumer_message_redelivered(void **state)
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(nc);
 
-	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "crash", handler, r, &so, &s),
-	                 0);
-	assert_int_equal(wait_n(r, 1, 10000), 1);
+	assert_int_equal(
+	    gh_bus_subscribe(e.bus, S(&e, "number.*.*"), "crash", gh_test_rec_handler, r, &so, &s),
+	    0);
+	assert_int_equal(gh_test_rec_wait_n(r, 1, 10000), 1);
 	assert_string_equal(r->got[0].msg_id, "k1");
 	assert_int_equal(r->got[0].delivery, 2);
 	env_close(&e);
-	free(r);
+	gh_test_rec_free(r);
 }
 
 /* Default options: stream GHASI over `*.*.*` plus `dlq.*.*.*`, file storage. */

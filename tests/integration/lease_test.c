@@ -6,29 +6,16 @@
 #include <talloc.h>
 
 #include "lease.h"
-#include "migrate.h"
 #include "store.h"
+#include "storefx.h"
 #include "testutil.h"
-
-static gh_store_t *open_store(void *ctx, gh_test_backend_t b, const char *dir)
-{
-	char *url = gh_test_store_url(b, dir);
-	if (!url)
-		return NULL;
-	gh_store_t *s;
-	assert_int_equal(gh_store_open(ctx, url, NULL, &s), 0);
-	free(url);
-	gh_err_t err = {0};
-	assert_int_equal(gh_migrate_run(s, "core", gh_sql_files, &err), 0);
-	return s;
-}
 
 static void test_one_holder_then_expiry_hands_over(void **state)
 {
 	for (int b = GH_TEST_SQLITE; b <= GH_TEST_PG; b++) {
 		void *ctx = talloc_new(NULL);
 		char *dir = gh_test_tmpdir();
-		gh_store_t *s = open_store(ctx, (gh_test_backend_t)b, dir);
+		gh_store_t *s = gh_test_store_open_core(ctx, (gh_test_backend_t)b, dir, NULL);
 		if (s) {
 			assert_int_equal(gh_lease_try(s, "job:x", "A", 1000, 500), 0);
 			assert_int_equal(gh_lease_try(s, "job:x", "B", 1200, 500), -EBUSY);
@@ -74,7 +61,7 @@ static void test_racing_replicas_one_winner(void **state)
 	for (int b = GH_TEST_SQLITE; b <= GH_TEST_PG; b++) {
 		void *ctx = talloc_new(NULL);
 		char *dir = gh_test_tmpdir();
-		gh_store_t *s = open_store(ctx, (gh_test_backend_t)b, dir);
+		gh_store_t *s = gh_test_store_open_core(ctx, (gh_test_backend_t)b, dir, NULL);
 		if (s) {
 			pthread_t th[8];
 			racer_t r[8];

@@ -10,9 +10,9 @@
 #include <time.h>
 
 #include "bus.h"
-#include "migrate.h"
 #include "outbox.h"
 #include "store.h"
+#include "storefx.h"
 #include "testutil.h"
 #include "uuid.h"
 
@@ -70,18 +70,15 @@ static int fx_open(fx_t *fx, gh_test_backend_t sb, int nats)
 	memset(fx, 0, sizeof(*fx));
 	fx->ctx = talloc_new(NULL);
 	fx->dir = gh_test_tmpdir();
-	char *url = gh_test_store_url(sb, fx->dir);
 	const char *bus_url = nats ? gh_test_nats_url() : "inproc://";
-	if (!url || !bus_url) {
-		if (nats && !bus_url && gh_test_required())
+	if (!bus_url) {
+		if (gh_test_required())
 			fail_msg("GH_TEST_NATS_URL missing");
-		free(url);
 		return -1;
 	}
-	assert_int_equal(gh_store_open(fx->ctx, url, NULL, &fx->store), 0);
-	free(url);
-	gh_err_t err = {0};
-	assert_int_equal(gh_migrate_run(fx->store, "core", gh_sql_files, &err), 0);
+	fx->store = gh_test_store_open_core(fx->ctx, sb, fx->dir, NULL);
+	if (!fx->store)
+		return -1;
 
 	char id[37], subj[32];
 	fx->nats = nats;

@@ -8,73 +8,8 @@
 #include <time.h>
 
 #include "store.h"
+#include "storefx.h"
 #include "testutil.h"
-
-typedef struct fx_s {
-	gh_test_backend_t backend;
-	char *tmpdir;
-	char *url;
-	gh_store_t *store;
-} fx_t;
-
-static gh_test_backend_t be_sqlite = GH_TEST_SQLITE, be_pg = GH_TEST_PG;
-
-static int setup(void **state)
-{
-	fx_t *fx = calloc(1, sizeof(*fx));
-	fx->backend = *(gh_test_backend_t *)*state;
-	fx->tmpdir = gh_test_tmpdir();
-	*state = fx;
-	return fx->tmpdir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	fx_t *fx = *state;
-	gh_store_close(fx->store);
-	gh_test_rmtree(fx->tmpdir);
-	free(fx->tmpdir);
-	free(fx->url);
-	free(fx);
-	return 0;
-}
-
-static gh_store_t *open_store(void **state, const gh_store_opts_t *opts)
-{
-	fx_t *fx = *state;
-	fx->url = gh_test_store_url(fx->backend, fx->tmpdir);
-	if (!fx->url)
-		skip();
-	assert_int_equal(gh_store_open(NULL, fx->url, opts, &fx->store), 0);
-	return fx->store;
-}
-
-static void exec_ok(gh_store_t *s, const char *sql)
-{
-	gh_conn_t *c;
-	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
-	assert_int_equal(gh_conn_exec_script(c, sql), 0);
-	gh_store_release(c);
-}
-
-static int64_t query_i64(gh_store_t *s, const char *sql)
-{
-	gh_conn_t *c;
-	gh_rows_t *r;
-	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
-	assert_int_equal(gh_conn_query_one(c, sql, NULL, 0, &r), 0);
-	int64_t v = gh_rows_i64(r, 0);
-	gh_rows_close(r);
-	gh_store_release(c);
-	return v;
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- concurrent increments ---- */
 
@@ -127,10 +62,10 @@ static void *worker_main(void *arg)
 
 static void run_counter(gh_store_t *s, int flags, bool cas)
 {
-	exec_ok(s, "DROP TABLE IF EXISTS counter;"
-	           "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL, "
-	           "version BIGINT NOT NULL);"
-	           "INSERT INTO counter VALUES (1, 0, 0);");
+	gh_test_exec(s, "DROP TABLE IF EXISTS counter;"
+	                "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT NOT NULL, "
+	                "version BIGINT NOT NULL);"
+	                "INSERT INTO counter VALUES (1, 0, 0);");
 	worker_t w[THREADS];
 	pthread_t th[THREADS];
 	for (int i = 0; i < THREADS; i++) {
@@ -143,14 +78,14 @@ static void run_counter(gh_store_t *s, int flags, bool cas)
 		assert_int_equal(w[i].failures, 0);
 		attempts += w[i].attempts;
 	}
-	assert_int_equal(query_i64(s, "SELECT n FROM counter"), THREADS * INCREMENTS);
-	assert_int_equal(query_i64(s, "SELECT version FROM counter"), THREADS * INCREMENTS);
+	assert_int_equal(gh_test_query_i64(s, "SELECT n FROM counter"), THREADS * INCREMENTS);
+	assert_int_equal(gh_test_query_i64(s, "SELECT version FROM counter"), THREADS * INCREMENTS);
 	print_message("counter: %d increments in %d attempts\n", THREADS * INCREMENTS, attempts);
 }
 
 static void test_concurrent_cas_increments_with_retry(void **state)
 {
-	gh_store_t *s = open_store(state, &(gh_store_opts_t){.pool_size = THREADS});
+	gh_store_t *s = gh_test_fx_store(state, &(gh_store_opts_t){.pool_size = THREADS});
 	run_counter(s, GH_TX_WRITE, true);
 }
 
@@ -158,7 +93,7 @@ static void test_concurrent_cas_increments_with_retry(void **state)
  * as -EAGAIN for gh_store_tx to retry; SQLite's BEGIN IMMEDIATE queues writers instead. */
 static void test_concurrent_serializable_increments_with_retry(void **state)
 {
-	gh_store_t *s = open_store(state, &(gh_store_opts_t){.pool_size = THREADS});
+	gh_store_t *s = gh_test_fx_store(state, &(gh_store_opts_t){.pool_size = THREADS});
 	run_counter(s, GH_TX_WRITE | GH_TX_SERIALIZABLE, false);
 }
 
@@ -177,13 +112,13 @@ static int always_again(gh_conn_t *c, void *ud)
 
 static void test_tx_helper_bounds_retries_and_rolls_back(void **state)
 {
-	gh_store_t *s = open_store(state, NULL);
-	exec_ok(s, "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT, version BIGINT)");
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_exec(s, "CREATE TABLE counter (id BIGINT PRIMARY KEY, n BIGINT, version BIGINT)");
 	int runs = 0;
 	assert_int_equal(gh_store_tx(s, fail_einval, &runs, &(gh_tx_opts_t){.flags = GH_TX_WRITE}),
 	                 -EINVAL);
 	assert_int_equal(runs, 1);
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM counter"), 0);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM counter"), 0);
 	runs = 0;
 	assert_int_equal(gh_store_tx(s, always_again, &runs,
 	                             &(gh_tx_opts_t){.flags = GH_TX_WRITE, .max_attempts = 3}),
@@ -202,10 +137,10 @@ typedef struct waiter_s {
 static void *waiter_main(void *arg)
 {
 	waiter_t *w = arg;
-	int64_t t0 = now_ms();
+	int64_t t0 = gh_test_now_ms();
 	gh_conn_t *c;
 	w->rc = gh_store_acquire(w->store, 10000, &c);
-	w->waited_ms = now_ms() - t0;
+	w->waited_ms = gh_test_now_ms() - t0;
 	if (w->rc == 0)
 		gh_store_release(c);
 	return NULL;
@@ -213,14 +148,14 @@ static void *waiter_main(void *arg)
 
 static void test_pool_exhaustion_times_out_then_wakes_waiter(void **state)
 {
-	gh_store_t *s = open_store(state, &(gh_store_opts_t){.pool_size = 2});
+	gh_store_t *s = gh_test_fx_store(state, &(gh_store_opts_t){.pool_size = 2});
 	gh_conn_t *a, *b, *x;
 	assert_int_equal(gh_store_acquire(s, 100, &a), 0);
 	assert_int_equal(gh_store_acquire(s, 100, &b), 0);
-	int64_t t0 = now_ms();
+	int64_t t0 = gh_test_now_ms();
 	assert_int_equal(gh_store_acquire(s, 150, &x), -ETIMEDOUT);
 	assert_null(x);
-	int64_t waited = now_ms() - t0;
+	int64_t waited = gh_test_now_ms() - t0;
 	assert_true(waited >= 140 && waited < 2000);
 	/* a waiter blocks until a release hands it the connection */
 	waiter_t w = {.store = s};
@@ -239,18 +174,18 @@ static void test_pool_exhaustion_times_out_then_wakes_waiter(void **state)
 
 static void test_sqlite_second_writer_gets_eagain_after_busy_timeout(void **state)
 {
-	fx_t *fx = *state;
-	gh_store_t *s = open_store(state, &(gh_store_opts_t){.busy_timeout_ms = 100});
+	gh_test_fx_t *fx = *state;
+	gh_store_t *s = gh_test_fx_store(state, &(gh_store_opts_t){.busy_timeout_ms = 100});
 	if (fx->backend != GH_TEST_SQLITE)
 		return;
-	exec_ok(s, "CREATE TABLE w (v BIGINT)");
+	gh_test_exec(s, "CREATE TABLE w (v BIGINT)");
 	gh_conn_t *a, *b;
 	assert_int_equal(gh_store_acquire(s, 100, &a), 0);
 	assert_int_equal(gh_store_acquire(s, 100, &b), 0);
 	assert_int_equal(gh_conn_begin(a, GH_TX_WRITE), 0);
-	int64_t t0 = now_ms();
+	int64_t t0 = gh_test_now_ms();
 	assert_int_equal(gh_conn_begin(b, GH_TX_WRITE), -EAGAIN);
-	assert_true(now_ms() - t0 >= 90);
+	assert_true(gh_test_now_ms() - t0 >= 90);
 	/* readers are not blocked by the writer (WAL) */
 	assert_int_equal(gh_conn_begin(b, GH_TX_READ), 0);
 	gh_rows_t *r;
@@ -288,12 +223,12 @@ static void terminate(gh_conn_t *k, int64_t pid)
 
 static void test_pg_killed_connection_eio_then_reconnects(void **state)
 {
-	gh_store_t *s = open_store(state, &(gh_store_opts_t){.pool_size = 2});
-	exec_ok(s, "CREATE TABLE k (v BIGINT)");
+	gh_store_t *s = gh_test_fx_store(state, &(gh_store_opts_t){.pool_size = 2});
+	gh_test_exec(s, "CREATE TABLE k (v BIGINT)");
 	/* a separate store for the killer, so the pool under test cannot hand out its conn */
 	gh_store_t *ks;
 	gh_conn_t *k, *c;
-	assert_int_equal(gh_store_open(NULL, ((fx_t *)*state)->url, NULL, &ks), 0);
+	assert_int_equal(gh_store_open(NULL, ((gh_test_fx_t *)*state)->url, NULL, &ks), 0);
 	assert_int_equal(gh_store_acquire(ks, 1000, &k), 0);
 	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
 	int64_t pid = backend_pid(c);
@@ -320,7 +255,7 @@ static void test_pg_killed_connection_eio_then_reconnects(void **state)
 	assert_int_equal(
 	    gh_conn_exec(c, "INSERT INTO k VALUES ($1)", (gh_val_t[]){GH_I64(4)}, 1, NULL), 0);
 	gh_store_release(c);
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM k"), 3);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM k"), 3);
 	assert_int_equal(gh_store_ping(s, 1000), 0);
 	gh_store_release(k);
 	gh_store_close(ks);
@@ -328,37 +263,30 @@ static void test_pg_killed_connection_eio_then_reconnects(void **state)
 
 static void test_pg_unreachable_is_eio(void **state)
 {
-	fx_t *fx = *state;
+	gh_test_fx_t *fx = *state;
 	fx->url = gh_test_store_url(fx->backend, fx->tmpdir);
 	if (!fx->url)
 		skip();
 	gh_store_t *s = NULL;
 	/* a port nothing listens on (the test server's port plus one would race; 1 is privileged)
 	 */
-	int64_t t0 = now_ms();
+	int64_t t0 = gh_test_now_ms();
 	assert_int_equal(gh_store_open(NULL, "postgresql://postgres@127.0.0.1:1/x", NULL, &s),
 	                 -EIO);
 	assert_null(s);
-	assert_true(now_ms() - t0 < 6000);
+	assert_true(gh_test_now_ms() - t0 < 6000);
 }
-
-#define BOTH(f)                                                                   \
-	cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_sqlite), \
-	    cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_pg)
-#define PG_ONLY(f) cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_pg)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    BOTH(test_concurrent_cas_increments_with_retry),
-	    BOTH(test_concurrent_serializable_increments_with_retry),
-	    BOTH(test_tx_helper_bounds_retries_and_rolls_back),
-	    BOTH(test_pool_exhaustion_times_out_then_wakes_waiter),
-	    cmocka_unit_test_prestate_setup_teardown(
-	        test_sqlite_second_writer_gets_eagain_after_busy_timeout, setup, teardown,
-	        &be_sqlite),
-	    PG_ONLY(test_pg_killed_connection_eio_then_reconnects),
-	    PG_ONLY(test_pg_unreachable_is_eio),
+	    GH_TEST_FX_BOTH(test_concurrent_cas_increments_with_retry),
+	    GH_TEST_FX_BOTH(test_concurrent_serializable_increments_with_retry),
+	    GH_TEST_FX_BOTH(test_tx_helper_bounds_retries_and_rolls_back),
+	    GH_TEST_FX_BOTH(test_pool_exhaustion_times_out_then_wakes_waiter),
+	    GH_TEST_FX(test_sqlite_second_writer_gets_eagain_after_busy_timeout, sqlite),
+	    GH_TEST_FX(test_pg_killed_connection_eio_then_reconnects, pg),
+	    GH_TEST_FX(test_pg_unreachable_is_eio, pg),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,6 +100,25 @@ static void test_uuid(void **state)
 	assert_false(gh_uuid_valid("not-a-uuid"));
 }
 
+/* The per-thread generator: same layout as gh_uuid_v7 (timestamp prefix, version, variant),
+ * and a run of ids within one millisecond has no repeat. */
+static void test_uuid_v7_fast(void **state)
+{
+	char ref[37], ids[256][37];
+	gh_uuid_v7(1700000000000LL, ref);
+	for (int i = 0; i < 256; i++) {
+		gh_uuid_v7_fast(1700000000000LL, ids[i]);
+		assert_true(gh_uuid_valid(ids[i]));
+		assert_memory_equal(ids[i], ref, 13); /* 48-bit timestamp: "xxxxxxxx-xxxx" */
+		assert_int_equal(ids[i][14], '7');
+		assert_non_null(strchr("89ab", ids[i][19]));
+		for (int j = 0; j < i; j++)
+			assert_string_not_equal(ids[i], ids[j]);
+	}
+	gh_uuid_v7_fast(1700000000001LL, ref);
+	assert_true(strcmp(ids[0], ref) < 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -108,6 +127,7 @@ int main(void)
 	    cmocka_unit_test(test_rfc3339_rejects),
 	    cmocka_unit_test(test_err_envelope),
 	    cmocka_unit_test(test_uuid),
+	    cmocka_unit_test(test_uuid_v7_fast),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

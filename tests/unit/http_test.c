@@ -34,20 +34,11 @@ typedef gh_test_http_resp_t resp_t;
 #define request        gh_test_http_exchange
 #define call           gh_test_http_request
 
-static json_t *body_json(const resp_t *r)
-{
-	json_error_t e;
-	json_t *j = json_loadb(r->body, r->body_len, 0, &e);
-	if (!j)
-		fail_msg("not JSON: %s", r->body);
-	return j;
-}
-
 /* Assert the error envelope: code, and (when non-NULL) details.field. */
 static void assert_envelope(const resp_t *r, int status, const char *code, const char *field)
 {
 	assert_int_equal(r->status, status);
-	json_t *j = body_json(r);
+	json_t *j = gh_test_http_json(r);
 	json_t *e = json_object_get(j, "error");
 	assert_string_equal(json_string_value(json_object_get(e, "code")), code);
 	char rid[80];
@@ -293,7 +284,7 @@ static void test_path_params_verbs_and_query(void **state)
 	resp_t r;
 	call(f->port, "GET", "/v1/t/items/%2B93701234567", NULL, NULL, &r);
 	assert_int_equal(r.status, 200);
-	json_t *j = body_json(&r);
+	json_t *j = gh_test_http_json(&r);
 	assert_string_equal(json_string_value(json_object_get(j, "id")), "+93701234567");
 	assert_string_equal(json_string_value(json_object_get(j, "route")), "/v1/t/items/{id}");
 	json_decref(j);
@@ -301,18 +292,18 @@ static void test_path_params_verbs_and_query(void **state)
 	     "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
 	     "X-Request-Id: rid-7\r\n",
 	     NULL, &r);
-	j = body_json(&r);
+	j = gh_test_http_json(&r);
 	assert_string_equal(json_string_value(json_object_get(j, "traceparent")),
 	                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
 	/* The handler's log lines carry the request id. */
 	assert_string_equal(json_string_value(json_object_get(j, "log_request_id")), "rid-7");
 	json_decref(j);
 	call(f->port, "GET", "/v1/t/items/1", "traceparent: 00-xyz\r\n", NULL, &r);
-	j = body_json(&r);
+	j = gh_test_http_json(&r);
 	assert_true(json_is_null(json_object_get(j, "traceparent")));
 	json_decref(j);
 	call(f->port, "DELETE", "/v1/t/items/a%2Fb", NULL, NULL, &r);
-	j = body_json(&r);
+	j = gh_test_http_json(&r);
 	assert_string_equal(json_string_value(json_object_get(j, "id")), "a/b");
 	assert_string_equal(json_string_value(json_object_get(j, "method")), "DELETE");
 	json_decref(j);
@@ -441,7 +432,7 @@ static void test_handler_errors_become_envelopes(void **state)
 	assert_null(strstr(r.body, "rc"));
 	call(f->port, "GET", "/v1/t/conflict", NULL, NULL, &r);
 	assert_envelope(&r, 409, "CONFLICT", NULL);
-	json_t *j = body_json(&r);
+	json_t *j = gh_test_http_json(&r);
 	assert_int_equal(
 	    json_integer_value(json_object_get(
 	        json_object_get(json_object_get(j, "error"), "details"), "current_version")),
@@ -480,7 +471,7 @@ static void test_readyz_ok_and_failing(void **state)
 	atomic_store(&ready_ok, 0);
 	call(f->port, "GET", "/readyz", NULL, NULL, &r);
 	assert_envelope(&r, 503, "UNAVAILABLE", NULL);
-	json_t *j = body_json(&r);
+	json_t *j = gh_test_http_json(&r);
 	json_t *e = json_object_get(j, "error");
 	assert_string_equal(json_string_value(json_object_get(e, "message")), "not ready: db");
 	json_t *checks = json_object_get(json_object_get(e, "details"), "checks");

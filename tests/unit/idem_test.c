@@ -19,6 +19,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "store.h"
+#include "storefx.h"
 #include "testutil.h"
 
 #define TTL_MS 60000
@@ -31,7 +32,6 @@ enum { MODE_OK, MODE_CONFLICT, MODE_RATE, MODE_UNAVAILABLE, MODE_INTERNAL };
 typedef struct {
 	void *ctx;
 	char *dir;
-	char *url;
 	gh_store_t *store;
 	gh_clock_t *clock;
 	gh_http_server_t *srv;
@@ -110,13 +110,10 @@ static int fx_open(fx_t *fx, gh_test_backend_t b)
 	memset(fx, 0, sizeof(*fx));
 	fx->ctx = talloc_new(NULL);
 	fx->dir = gh_test_tmpdir();
-	fx->url = gh_test_store_url(b, fx->dir);
-	if (!fx->url)
+	fx->store =
+	    gh_test_store_open_core(fx->ctx, b, fx->dir, &(gh_store_opts_t){.pool_size = 8});
+	if (!fx->store)
 		return -1;
-	assert_int_equal(
-	    gh_store_open(fx->ctx, fx->url, &(gh_store_opts_t){.pool_size = 8}, &fx->store), 0);
-	gh_err_t err = {0};
-	assert_int_equal(gh_migrate_run(fx->store, "core", gh_sql_files, &err), 0);
 	gh_conn_t *c;
 	assert_int_equal(gh_store_acquire(fx->store, 5000, &c), 0);
 	assert_int_equal(
@@ -140,7 +137,6 @@ static void fx_close(fx_t *fx)
 	talloc_free(fx->ctx);
 	gh_test_rmtree(fx->dir);
 	free(fx->dir);
-	free(fx->url);
 }
 
 #define EACH_BACKEND(...)                                       \
@@ -198,19 +194,10 @@ static int replayed(const resp_t *r)
 	return h != NULL;
 }
 
-static json_t *body_json(const resp_t *r)
-{
-	json_error_t e;
-	json_t *j = json_loadb(r->body, r->body_len, 0, &e);
-	if (!j)
-		fail_msg("not JSON: %s", r->body);
-	return j;
-}
-
 static void assert_code(const resp_t *r, int status, const char *code)
 {
 	assert_int_equal(r->status, status);
-	json_t *j = body_json(r);
+	json_t *j = gh_test_http_json(r);
 	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
 	                    code);
 	json_decref(j);
@@ -218,7 +205,7 @@ static void assert_code(const resp_t *r, int status, const char *code)
 
 static int run_of(const resp_t *r)
 {
-	json_t *j = body_json(r);
+	json_t *j = gh_test_http_json(r);
 	int run = (int)json_integer_value(json_object_get(j, "run"));
 	json_decref(j);
 	return run;
@@ -324,7 +311,7 @@ static void test_malformed_key_is_400(void **state)
 		key[256] = '\0';
 		post(fx, "/v1/t/things", key, NULL, BODY_A, &r);
 		assert_code(&r, 400, "INVALID_ARGUMENT");
-		json_t *j = body_json(&r);
+		json_t *j = gh_test_http_json(&r);
 		assert_string_equal(
 		    json_string_value(json_object_get(
 		        json_object_get(json_object_get(j, "error"), "details"), "field")),

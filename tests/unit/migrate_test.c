@@ -8,61 +8,8 @@
 #include <talloc.h>
 
 #include "migrate.h"
+#include "storefx.h"
 #include "testutil.h"
-
-typedef struct fx_s {
-	gh_test_backend_t backend;
-	char *tmpdir;
-	char *url;
-	gh_store_t *store;
-	gh_err_t err;
-} fx_t;
-
-static gh_test_backend_t be_sqlite = GH_TEST_SQLITE, be_pg = GH_TEST_PG;
-
-static int setup(void **state)
-{
-	fx_t *fx = calloc(1, sizeof(*fx));
-	fx->backend = *(gh_test_backend_t *)*state;
-	fx->tmpdir = gh_test_tmpdir();
-	*state = fx;
-	return fx->tmpdir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	fx_t *fx = *state;
-	gh_err_clear(&fx->err);
-	gh_store_close(fx->store);
-	gh_test_rmtree(fx->tmpdir);
-	free(fx->tmpdir);
-	free(fx->url);
-	free(fx);
-	return 0;
-}
-
-static gh_store_t *open_store(void **state)
-{
-	fx_t *fx = *state;
-	fx->url = gh_test_store_url(fx->backend, fx->tmpdir);
-	if (!fx->url)
-		skip();
-	assert_int_equal(gh_store_open(NULL, fx->url, NULL, &fx->store), 0);
-	return fx->store;
-}
-
-static int64_t query_i64(gh_store_t *s, const char *sql)
-{
-	gh_conn_t *c;
-	gh_rows_t *r;
-	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
-	int rc = gh_conn_query_one(c, sql, NULL, 0, &r);
-	assert_int_equal(rc, 0);
-	int64_t v = gh_rows_i64(r, 0);
-	gh_rows_close(r);
-	gh_store_release(c);
-	return v;
-}
 
 static bool table_exists(gh_store_t *s, const char *table)
 {
@@ -99,15 +46,16 @@ static const gh_sql_file_t two[] = {
 
 static void test_apply_then_rerun_is_noop(void **state)
 {
-	gh_store_t *s = open_store(state);
-	fx_t *fx = *state;
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_fx_t *fx = *state;
 	assert_int_equal(gh_migrate_run(s, "num", two, &fx->err), 0);
 	assert_true(table_exists(s, "items"));
 	assert_true(table_exists(s, "items WHERE note IS NULL"));
 	/* other services' files are not applied */
 	assert_false(table_exists(s, "other_t"));
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM schema_migrations WHERE service = "
-	                              "'num'"),
+	assert_int_equal(gh_test_query_i64(s,
+	                                   "SELECT count(*) FROM schema_migrations WHERE service = "
+	                                   "'num'"),
 	                 2);
 
 	gh_conn_t *c;
@@ -130,25 +78,25 @@ static void test_apply_then_rerun_is_noop(void **state)
 
 	/* again: nothing to do, nothing rewritten */
 	assert_int_equal(gh_migrate_run(s, "num", two, &fx->err), 0);
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM schema_migrations"), 2);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM schema_migrations"), 2);
 
 	/* a new file later: only it is applied */
 	const gh_sql_file_t three[] = {two[1], two[2], {"num", "0003_seed", NULL, M3}, {0}};
 	assert_int_equal(gh_migrate_run(s, "num", three, &fx->err), 0);
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM items"), 1);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM items"), 1);
 	assert_int_equal(gh_migrate_run(s, "num", three, &fx->err), 0);
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM items"), 1);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM items"), 1);
 
 	/* another service shares the table */
 	assert_int_equal(gh_migrate_run(s, "other", two, &fx->err), 0);
 	assert_true(table_exists(s, "other_t"));
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM schema_migrations"), 4);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM schema_migrations"), 4);
 }
 
 static void test_changed_applied_migration_is_refused(void **state)
 {
-	gh_store_t *s = open_store(state);
-	fx_t *fx = *state;
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_fx_t *fx = *state;
 	assert_int_equal(gh_migrate_run(s, "num", two, &fx->err), 0);
 	const char *edited = "ALTER TABLE items ADD COLUMN note2 TEXT;";
 	const gh_sql_file_t changed[] = {
@@ -162,7 +110,7 @@ static void test_changed_applied_migration_is_refused(void **state)
 	assert_non_null(strstr(fx->err.message, old_sum));
 	assert_non_null(strstr(fx->err.message, new_sum));
 	/* nothing after it was applied either */
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM items"), 0);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM items"), 0);
 	assert_false(table_exists(s, "items WHERE note2 IS NULL"));
 
 	gh_migration_t *st;
@@ -180,8 +128,8 @@ static void test_changed_applied_migration_is_refused(void **state)
 
 static void test_status_before_and_after(void **state)
 {
-	gh_store_t *s = open_store(state);
-	fx_t *fx = *state;
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_fx_t *fx = *state;
 	gh_migration_t *st;
 	size_t n;
 	void *ctx = talloc_new(NULL);
@@ -201,8 +149,8 @@ static void test_status_before_and_after(void **state)
 
 static void test_bad_file_sets_are_refused(void **state)
 {
-	gh_store_t *s = open_store(state);
-	fx_t *fx = *state;
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_fx_t *fx = *state;
 	const gh_sql_file_t gap[] = {{"num", "0001_a", NULL, M1}, {"num", "0003_c", NULL, M3}, {0}};
 	assert_int_equal(gh_migrate_run(s, "num", gap, &fx->err), -EINVAL);
 	assert_non_null(strstr(fx->err.message, "0003_c"));
@@ -232,8 +180,8 @@ static void test_bad_file_sets_are_refused(void **state)
 
 static void test_dialect_variant_follows_backend(void **state)
 {
-	gh_store_t *s = open_store(state);
-	fx_t *fx = *state;
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_fx_t *fx = *state;
 	const gh_sql_file_t files[] = {
 	    {"num", "0001_init", NULL, "CREATE TABLE d (which TEXT);"},
 	    {"num", "0002_fill", "pg", "INSERT INTO d VALUES ('pg');"},
@@ -249,13 +197,13 @@ static void test_dialect_variant_follows_backend(void **state)
 	                    gh_store_backend(s) == GH_STORE_PG ? "pg" : "sqlite");
 	gh_rows_close(r);
 	gh_store_release(c);
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM schema_migrations"), 2);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM schema_migrations"), 2);
 }
 
 static void test_failed_migration_leaves_no_trace(void **state)
 {
-	gh_store_t *s = open_store(state);
-	fx_t *fx = *state;
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_fx_t *fx = *state;
 	const gh_sql_file_t files[] = {
 	    {"num", "0001_init", NULL, M1},
 	    {"num", "0002_broken", NULL,
@@ -267,7 +215,7 @@ static void test_failed_migration_leaves_no_trace(void **state)
 	assert_non_null(strstr(fx->err.message, "num/0002_broken"));
 	assert_true(table_exists(s, "items"));
 	assert_false(table_exists(s, "half"));
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM schema_migrations"), 1);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM schema_migrations"), 1);
 }
 
 /* ---- concurrent runners ---- */
@@ -303,8 +251,8 @@ static void *runner_main(void *arg)
 
 static void test_concurrent_runners_apply_once(void **state)
 {
-	gh_store_t *s = open_store(state);
-	fx_t *fx = *state;
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_fx_t *fx = *state;
 	runner_t run[RUNNERS];
 	pthread_t th[RUNNERS];
 	for (int i = 0; i < RUNNERS; i++) {
@@ -318,24 +266,20 @@ static void test_concurrent_runners_apply_once(void **state)
 		assert_int_equal(run[i].rc, 0);
 		gh_err_clear(&run[i].err);
 	}
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM once"), 2);
-	assert_int_equal(query_i64(s, "SELECT count(*) FROM schema_migrations"), 3);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM once"), 2);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM schema_migrations"), 3);
 }
-
-#define BOTH(f)                                                                   \
-	cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_sqlite), \
-	    cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_pg)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    BOTH(test_apply_then_rerun_is_noop),
-	    BOTH(test_changed_applied_migration_is_refused),
-	    BOTH(test_status_before_and_after),
-	    BOTH(test_bad_file_sets_are_refused),
-	    BOTH(test_dialect_variant_follows_backend),
-	    BOTH(test_failed_migration_leaves_no_trace),
-	    BOTH(test_concurrent_runners_apply_once),
+	    GH_TEST_FX_BOTH(test_apply_then_rerun_is_noop),
+	    GH_TEST_FX_BOTH(test_changed_applied_migration_is_refused),
+	    GH_TEST_FX_BOTH(test_status_before_and_after),
+	    GH_TEST_FX_BOTH(test_bad_file_sets_are_refused),
+	    GH_TEST_FX_BOTH(test_dialect_variant_follows_backend),
+	    GH_TEST_FX_BOTH(test_failed_migration_leaves_no_trace),
+	    GH_TEST_FX_BOTH(test_concurrent_runners_apply_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,52 +7,8 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "storefx.h"
 #include "testutil.h"
-
-typedef struct fx_s {
-	gh_test_backend_t backend;
-	char *tmpdir;
-	char *url;
-	gh_store_t *store;
-	gh_conn_t *conn;
-} fx_t;
-
-static gh_test_backend_t be_sqlite = GH_TEST_SQLITE, be_pg = GH_TEST_PG;
-
-static int setup(void **state)
-{
-	fx_t *fx = calloc(1, sizeof(*fx));
-	fx->backend = *(gh_test_backend_t *)*state;
-	fx->tmpdir = gh_test_tmpdir();
-	*state = fx;
-	return fx->tmpdir ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	fx_t *fx = *state;
-	gh_store_release(fx->conn);
-	gh_store_close(fx->store);
-	gh_test_rmtree(fx->tmpdir);
-	free(fx->tmpdir);
-	free(fx->url);
-	free(fx);
-	return 0;
-}
-
-/* Open the fixture's store and check out one connection; skips when PostgreSQL is absent. */
-static gh_conn_t *open_conn(void **state, const gh_store_opts_t *opts)
-{
-	fx_t *fx = *state;
-	fx->url = gh_test_store_url(fx->backend, fx->tmpdir);
-	if (!fx->url)
-		skip();
-	assert_int_equal(gh_store_open(NULL, fx->url, opts, &fx->store), 0);
-	assert_int_equal(gh_store_backend(fx->store),
-	                 fx->backend == GH_TEST_PG ? GH_STORE_PG : GH_STORE_SQLITE);
-	assert_int_equal(gh_store_acquire(fx->store, 1000, &fx->conn), 0);
-	return fx->conn;
-}
 
 static int64_t count_rows(gh_conn_t *c, const char *table)
 {
@@ -70,7 +26,7 @@ static int64_t count_rows(gh_conn_t *c, const char *table)
 
 static void test_params_of_every_type_round_trip(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
 	assert_int_equal(gh_conn_exec(c, TYPES_TABLE, NULL, 0, NULL), 0);
 	static const unsigned char blob[] = {0, 'a', 0, 'b', 0, 0xff};
 	const char *text = "Kabul \xda\xa9\xd8\xa7\xd8\xa8\xd9\x84 'q' \"dq\" \\";
@@ -116,7 +72,7 @@ static void test_params_of_every_type_round_trip(void **state)
 
 static void test_nulls_and_empty_values_are_distinct(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
 	assert_int_equal(gh_conn_exec(c, TYPES_TABLE, NULL, 0, NULL), 0);
 	assert_int_equal(
 	    gh_conn_exec(c, "INSERT INTO t VALUES ($1, $2, $3, $4, $5)",
@@ -155,7 +111,7 @@ static void test_nulls_and_empty_values_are_distinct(void **state)
 
 static void test_placeholders_reused_and_out_of_order(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
 	gh_rows_t *r;
 	assert_int_equal(gh_conn_query_one(c, "SELECT $2 + 10 * $1 + 100 * $2, $1",
 	                                   (gh_val_t[]){GH_I64(3), GH_I64(4)}, 2, &r),
@@ -179,7 +135,7 @@ static void test_placeholders_reused_and_out_of_order(void **state)
 
 static void test_unique_violation_is_eexist(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
 	assert_int_equal(
 	    gh_conn_exec(c, "CREATE TABLE u (k TEXT PRIMARY KEY, v TEXT UNIQUE)", NULL, 0, NULL),
 	    0);
@@ -200,7 +156,7 @@ static void test_unique_violation_is_eexist(void **state)
 
 static void test_other_errors_are_mapped(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
 	assert_int_equal(gh_conn_exec(c, "SELEC nonsense", NULL, 0, NULL), -EINVAL);
 	assert_int_equal(gh_conn_exec(c, "SELECT * FROM no_such_table", NULL, 0, NULL), -EINVAL);
 	assert_int_equal(gh_conn_exec(c, "CREATE TABLE n (a TEXT NOT NULL)", NULL, 0, NULL), 0);
@@ -219,7 +175,7 @@ static void test_other_errors_are_mapped(void **state)
 
 static void test_cas_update_counts_rows(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
 	assert_int_equal(gh_conn_exec(c,
 	                              "CREATE TABLE numbers (id BIGINT PRIMARY KEY, state TEXT, "
 	                              "version BIGINT NOT NULL)",
@@ -255,8 +211,8 @@ static void test_cas_update_counts_rows(void **state)
 
 static void test_rollback_discards_commit_keeps(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
-	fx_t *fx = *state;
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
+	gh_test_fx_t *fx = *state;
 	assert_int_equal(gh_conn_exec(c, "CREATE TABLE k (v BIGINT)", NULL, 0, NULL), 0);
 	const char *ins = "INSERT INTO k (v) VALUES ($1)";
 	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
@@ -283,7 +239,7 @@ static void test_rollback_discards_commit_keeps(void **state)
 
 static void test_failed_statement_in_tx_cannot_commit(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
 	assert_int_equal(gh_conn_exec(c, "CREATE TABLE f (v BIGINT PRIMARY KEY)", NULL, 0, NULL),
 	                 0);
 	const char *ins = "INSERT INTO f (v) VALUES ($1)";
@@ -303,7 +259,7 @@ static void test_failed_statement_in_tx_cannot_commit(void **state)
 
 static void test_batch_inserts_many_rows_atomically(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
 	assert_int_equal(gh_conn_exec(c, "CREATE TABLE b (id BIGINT PRIMARY KEY, s TEXT, x BYTEA)",
 	                              NULL, 0, NULL),
 	                 0);
@@ -352,7 +308,7 @@ static void test_batch_inserts_many_rows_atomically(void **state)
 
 static void test_nested_cursors_on_one_statement(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
 	assert_int_equal(gh_conn_exec_script(c, "CREATE TABLE n (v BIGINT);"
 	                                        "INSERT INTO n VALUES (1);"
 	                                        "INSERT INTO n VALUES (2);"),
@@ -375,8 +331,8 @@ static void test_nested_cursors_on_one_statement(void **state)
 
 static void test_ping_and_pool_reuse(void **state)
 {
-	gh_conn_t *c = open_conn(state, &(gh_store_opts_t){.pool_size = 2});
-	fx_t *fx = *state;
+	gh_conn_t *c = gh_test_fx_conn(state, &(gh_store_opts_t){.pool_size = 2});
+	gh_test_fx_t *fx = *state;
 	assert_int_equal(gh_store_ping(fx->store, 1000), 0);
 	gh_conn_t *c2;
 	assert_int_equal(gh_store_acquire(fx->store, 1000, &c2), 0);
@@ -413,7 +369,7 @@ static void test_memory_database_is_shared_by_the_pool(void **state)
 
 static void test_sqlite_relative_path_and_wal(void **state)
 {
-	fx_t *fx = *state;
+	gh_test_fx_t *fx = *state;
 	char *cwd = getcwd(NULL, 0);
 	assert_int_equal(chdir(fx->tmpdir), 0);
 	gh_store_t *s;
@@ -449,7 +405,7 @@ static void test_sqlite_relative_path_and_wal(void **state)
 
 static void test_pg_boolean_and_server_types(void **state)
 {
-	gh_conn_t *c = open_conn(state, NULL);
+	gh_conn_t *c = gh_test_fx_conn(state, NULL);
 	if (gh_conn_backend(c) != GH_STORE_PG)
 		return;
 	gh_rows_t *r;
@@ -469,30 +425,23 @@ static void test_pg_boolean_and_server_types(void **state)
 	                 -EINVAL);
 }
 
-#define BOTH(f)                                                                   \
-	cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_sqlite), \
-	    cmocka_unit_test_prestate_setup_teardown(f, setup, teardown, &be_pg)
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    BOTH(test_params_of_every_type_round_trip),
-	    BOTH(test_nulls_and_empty_values_are_distinct),
-	    BOTH(test_placeholders_reused_and_out_of_order),
-	    BOTH(test_unique_violation_is_eexist),
-	    BOTH(test_other_errors_are_mapped),
-	    BOTH(test_cas_update_counts_rows),
-	    BOTH(test_rollback_discards_commit_keeps),
-	    BOTH(test_failed_statement_in_tx_cannot_commit),
-	    BOTH(test_batch_inserts_many_rows_atomically),
-	    BOTH(test_nested_cursors_on_one_statement),
-	    BOTH(test_ping_and_pool_reuse),
-	    cmocka_unit_test_prestate_setup_teardown(test_memory_database_is_shared_by_the_pool,
-	                                             setup, teardown, &be_sqlite),
-	    cmocka_unit_test_prestate_setup_teardown(test_sqlite_relative_path_and_wal, setup,
-	                                             teardown, &be_sqlite),
-	    cmocka_unit_test_prestate_setup_teardown(test_pg_boolean_and_server_types, setup,
-	                                             teardown, &be_pg),
+	    GH_TEST_FX_BOTH(test_params_of_every_type_round_trip),
+	    GH_TEST_FX_BOTH(test_nulls_and_empty_values_are_distinct),
+	    GH_TEST_FX_BOTH(test_placeholders_reused_and_out_of_order),
+	    GH_TEST_FX_BOTH(test_unique_violation_is_eexist),
+	    GH_TEST_FX_BOTH(test_other_errors_are_mapped),
+	    GH_TEST_FX_BOTH(test_cas_update_counts_rows),
+	    GH_TEST_FX_BOTH(test_rollback_discards_commit_keeps),
+	    GH_TEST_FX_BOTH(test_failed_statement_in_tx_cannot_commit),
+	    GH_TEST_FX_BOTH(test_batch_inserts_many_rows_atomically),
+	    GH_TEST_FX_BOTH(test_nested_cursors_on_one_statement),
+	    GH_TEST_FX_BOTH(test_ping_and_pool_reuse),
+	    GH_TEST_FX(test_memory_database_is_shared_by_the_pool, sqlite),
+	    GH_TEST_FX(test_sqlite_relative_path_and_wal, sqlite),
+	    GH_TEST_FX(test_pg_boolean_and_server_types, pg),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

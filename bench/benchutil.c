@@ -1,0 +1,88 @@
+/* benchutil: shared benchmark plumbing (see benchutil.h). */
+#include "benchutil.h"
+
+#include <errno.h>
+#include <nats/nats.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migrate.h"
+
+double bench_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int bench_tmpdb_make(bench_tmpdb_t *t, const char *name)
+{
+	snprintf(t->dir, sizeof(t->dir), "/tmp/%s.XXXXXX", name);
+	if (!mkdtemp(t->dir)) {
+		int rc = -errno;
+		fprintf(stderr, "%s: mkdtemp: %s\n", name, strerror(errno));
+		return rc;
+	}
+	snprintf(t->path, sizeof(t->path), "%s/bench.db", t->dir);
+	snprintf(t->url, sizeof(t->url), "sqlite://%s", t->path);
+	return 0;
+}
+
+void bench_tmpdb_remove(const bench_tmpdb_t *t)
+{
+	static const char *const suffix[] = {"", "-wal", "-shm"};
+	for (int i = 0; i < 3; i++) {
+		char f[300];
+		snprintf(f, sizeof(f), "%s%s", t->path, suffix[i]);
+		unlink(f);
+	}
+	rmdir(t->dir);
+}
+
+int bench_store_open(void *ctx, const char *name, const char *url, const gh_store_opts_t *opts,
+                     int migrate, gh_store_t **out)
+{
+	gh_store_t *s;
+	*out = NULL;
+	int rc = gh_store_open(ctx, url, opts, &s);
+	if (rc < 0) {
+		fprintf(stderr, "%s: cannot open the %.*s store (%d)\n", name,
+		        (int)strcspn(url, ":"), url, rc);
+		return rc;
+	}
+	gh_err_t err = {0};
+	if (migrate && (rc = gh_migrate_run(s, "core", gh_sql_files, &err)) < 0) {
+		fprintf(stderr, "%s: migrate: %s\n", name, err.message);
+		gh_err_clear(&err);
+		gh_store_close(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void bench_nats_drop_stream(const char *url, const char *stream)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	if (natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+	    natsConnection_JetStream(&js, nc, NULL) == NATS_OK)
+		js_DeleteStream(js, stream, NULL, NULL);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+}
+
+void bench_report(const char *name, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	printf("%s ", name);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}

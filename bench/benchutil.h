@@ -1,0 +1,36 @@
+/* benchutil: what the benchmarks share: a monotonic clock, a temp SQLite database, a store with
+ * the core schema, removing a benchmark's JetStream stream, and the one parseable result line. */
+#ifndef GH_BENCHUTIL_H
+#define GH_BENCHUTIL_H
+
+#include "store.h"
+
+/* Seconds on CLOCK_MONOTONIC. */
+double bench_now_s(void);
+
+/* A SQLite database file in a fresh temp dir: /tmp/<name>.XXXXXX/bench.db. */
+typedef struct bench_tmpdb_s {
+	char dir[128];
+	char path[256];
+	char url[300]; /* "sqlite://<path>" */
+} bench_tmpdb_t;
+
+/* Creates the dir; 0 or a negative errno (reported on stderr). */
+int bench_tmpdb_make(bench_tmpdb_t *t, const char *name);
+/* Removes the database with its -wal and -shm files, then the dir. */
+void bench_tmpdb_remove(const bench_tmpdb_t *t);
+
+/* gh_store_open, then the core migrations when migrate is set. Failures are reported on stderr
+ * as "<name>: ..."; returns 0 or a negative errno, *out NULL on failure. The store belongs to
+ * ctx (NULL: close it with gh_store_close). */
+int bench_store_open(void *ctx, const char *name, const char *url, const gh_store_opts_t *opts,
+                     int migrate, gh_store_t **out);
+
+/* Deletes a JetStream stream so that no benchmark stream outlives its run; errors ignored. */
+void bench_nats_drop_stream(const char *url, const char *stream);
+
+/* Prints "<name> <fields>" as one line on stdout and flushes it, so that a line already
+ * printed survives a later crash of the run. */
+void bench_report(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
