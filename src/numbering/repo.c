@@ -554,13 +554,13 @@ static int pool_allows(tx_t *t, const pool_t *p, const num_number_t *n)
 	return 0;
 }
 
-/* Add $2 to the kind's held counter and $3 to the live reservations of pool $1 (neither below
- * 0) and return the new values with their limits. */
+/* Add $2 to the kind's held counter and $3 to the live reservations of pool $1, neither below 0,
+ * and only when an increase stays within its limit: 0 rows is a quota reached (or no pool). */
 #define POOL_DELTA(k)                                                                              \
 	"UPDATE num_pools SET held_" k " = CASE WHEN held_" k " + $2 < 0 THEN 0 ELSE held_" k      \
 	" + $2 END, reservations = CASE WHEN reservations + $3 < 0 THEN 0 ELSE reservations + $3 " \
-	"END WHERE tenant_id = $1 RETURNING held_" k ", quota_" k                                  \
-	", reservations, max_reservations"
+	"END WHERE tenant_id = $1 AND ($2 <= 0 OR held_" k " + $2 <= quota_" k ") AND ($3 <= 0 "   \
+	"OR reservations + $3 <= max_reservations)"
 static const char *const pool_delta_sql[NUM_KIND__COUNT] = {
     POOL_DELTA("msisdn"),
     POOL_DELTA("short_code"),
@@ -676,32 +676,32 @@ static int transition_fn(gh_conn_t *c, void *ud)
 	if (n == 0)
 		return conflict(t, c, -1);
 
-	/* 2. the pool: held counters under the quota, live reservations under their limit. One
-	 * statement moves both (target is the holder whenever there is one); the row lock it takes
-	 * until commit orders concurrent transitions of one tenant, and the values it returns are
-	 * the latest committed ones plus ours, so a quota cannot be overrun by write skew. */
+	/* 2. the pool: held counters under the quota, live reservations under their limit, in one
+	 * conditional UPDATE (target is the holder whenever there is one). Its row lock, held until
+	 * commit, orders the transitions of one tenant and it tests the latest committed counters,
+	 * so concurrent transactions cannot overrun a quota (no write skew). */
 	int64_t dh = entering ? 1 : leaving ? -1 : 0;
 	int64_t dr = ((tr.flags & NUM_TF_RESERVATION_OPEN) ? 1 : 0) -
 	             ((tr.flags & NUM_TF_RESERVATION_CLOSE) && holder ? 1 : 0);
 	if ((dh || dr) && target) {
-		gh_rows_t *pr;
-		rc = gh_conn_query_one(c, pool_delta_sql[cur->kind],
+		int64_t n_pool;
+		if ((rc = gh_conn_exec(c, pool_delta_sql[cur->kind],
 		                       (gh_val_t[]){GH_TEXT(target), GH_I64(dh), GH_I64(dr)}, 3,
-		                       &pr);
-		if (rc == -ENOENT && dh <= 0 && dr <= 0)
-			rc = 0; /* nothing to give back to */
-		else if (rc == -ENOENT)
-			return precondition(t, "pool_missing", "the tenant has no number pool");
-		else if (rc < 0)
+		                       &n_pool)) < 0)
 			return rc;
-		else {
-			int64_t held = gh_rows_i64(pr, 0), quota = gh_rows_i64(pr, 1);
-			int64_t resv = gh_rows_i64(pr, 2), max_resv = gh_rows_i64(pr, 3);
-			gh_rows_close(pr);
-			if (dh > 0 && held > quota)
-				return quota_exceeded(t, kind_col[cur->kind], quota);
-			if (dr > 0 && resv > max_resv)
-				return quota_exceeded(t, "max_reservations", max_resv);
+		if (n_pool == 0 && (dh > 0 || dr > 0)) {
+			/* which limit: read the pool as the UPDATE saw it (the failure path only)
+			 */
+			pool_t now_pool;
+			if ((rc = load_pool(c, target, &now_pool)) < 0)
+				return rc;
+			if (!now_pool.exists)
+				return precondition(t, "pool_missing",
+				                    "the tenant has no number pool");
+			if (dh > 0 && now_pool.held[cur->kind] + dh > now_pool.quota[cur->kind])
+				return quota_exceeded(t, kind_col[cur->kind],
+				                      now_pool.quota[cur->kind]);
+			return quota_exceeded(t, "max_reservations", now_pool.max_reservations);
 		}
 	}
 

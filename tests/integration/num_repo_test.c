@@ -693,7 +693,18 @@ static void test_quota_on(fx_t *fx)
 	assert_int_equal(
 	    do_tx(fx, idents[second], NUM_ACT_RESERVE, NUM_ROLE_TENANT, "tr", -1, T0, NULL, &err),
 	    -EDQUOT);
+	assert_string_equal(json_string_value(json_object_get(err.details, "limit")),
+	                    "max_reservations");
+	assert_int_equal(json_integer_value(json_object_get(err.details, "max")), 1);
 	assert_int_equal(pool_i(fx, "tr", "held_msisdn"), 1);
+	gh_err_clear(&err);
+	/* the error names the limit reached: here the kind's quota */
+	assert_int_equal(
+	    do_tx(fx, idents[second], NUM_ACT_RESERVE, NUM_ROLE_TENANT, "tq", -1, T0, NULL, &err),
+	    -EDQUOT);
+	assert_string_equal(json_string_value(json_object_get(err.details, "limit")), "msisdn");
+	assert_int_equal(json_integer_value(json_object_get(err.details, "max")), 5);
+	assert_int_equal(pool_i(fx, "tq", "held_msisdn"), 5);
 	gh_err_clear(&err);
 }
 BOTH(test_quota)
