@@ -24,6 +24,7 @@
 #include "config.h"
 #include "http.h"
 #include "httpc.h"
+#include "service.h"
 #include "testutil.h"
 
 #define NOW_S  1800000000LL /* the test clock, seconds */
@@ -818,6 +819,70 @@ static void test_tls_files_checked_at_construction(void **state)
 	talloc_free(ctx);
 }
 
+/* ---- the app: configuration keys reach the server ---- */
+
+static const gh_service_route_t app_routes[] = {
+    {"POST", "/v1/t/internal", h_who, .auth = GH_AUTH_MTLS},
+    {"GET", "/v1/t/admin", h_who, .auth = GH_AUTH_JWT, .roles = GH_ROLE_PLATFORM_ADMIN},
+    {"GET", "/v1/t/open", h_who},
+    {NULL},
+};
+static const gh_service_t app_svc = {.name = "t", .routes = app_routes};
+
+static uint16_t free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t n = sizeof(a);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &n), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static void test_app_wires_tls_mtls_and_jwt_from_config(void **state)
+{
+	void *ctx = talloc_new(NULL);
+	uint16_t port = free_port();
+	char *y = talloc_asprintf(ctx,
+	                          "service:\n  enabled: [numbering]\n"
+	                          "http:\n  port: %u\n  threads: 2\n  tls_cert: %s\n"
+	                          "  tls_key: %s\n  tls_client_ca: %s\n"
+	                          "  client_cn_allowlist: [billing]\n"
+	                          "store:\n  url: sqlite://%s/app.db\n",
+	                          port, pth("srv.pem"), pth("srv.key"), pth("ca.pem"), g_dir);
+	char *env[] = {talloc_asprintf(ctx, "GHASI_AUTH_JWT_HS256_SECRET=%s", SECRET), NULL};
+	gh_config_t *cfg = NULL;
+	gh_err_t err = {0};
+	assert_int_equal(gh_config_load_buf(ctx, "app.yaml", y, strlen(y), env, &cfg, &err), 0);
+	gh_app_t *app = NULL;
+	const gh_service_t *svcs[] = {&app_svc};
+	if (gh_app_open(ctx, cfg, g_clock, svcs, 1, &app, &err) < 0 ||
+	    gh_app_mount(app, &app_svc, &err) < 0 || gh_app_start(app, &err) < 0)
+		fail_msg("app: %s", err.message);
+	assert_int_equal(tls_call(port, "billing", "POST", "/v1/t/internal", NULL, NULL, 0), 200);
+	assert_int_equal(tls_call(port, "intruder", "POST", "/v1/t/internal", NULL, NULL, 0), 403);
+	assert_int_equal(tls_call(port, NULL, "POST", "/v1/t/internal", NULL, NULL, 0), 403);
+	assert_int_equal(tls_call(port, NULL, "GET", "/v1/t/admin", NULL, NULL, 0), 401);
+	assert_int_equal(tls_call(port, NULL, "GET", "/v1/t/admin",
+	                          bearer(hs("\"roles\":[\"tenant-admin\"]")), NULL, 0),
+	                 403);
+	assert_int_equal(tls_call(port, NULL, "GET", "/v1/t/admin",
+	                          bearer(hs("\"roles\":[\"platform-admin\"]")), NULL, 0),
+	                 200);
+	assert_int_equal(tls_call(port, NULL, "GET", "/v1/t/open", NULL, NULL, 0), 200);
+	assert_int_equal(tls_call(port, NULL, "GET", "/readyz", NULL, NULL, 0), 200);
+	gh_app_shutdown(app);
+
+	/* a secret too short for HS256 stops the app at open, naming the key */
+	env[0] = "GHASI_AUTH_JWT_HS256_SECRET=short";
+	assert_int_equal(gh_config_load_buf(ctx, "app.yaml", y, strlen(y), env, &cfg, &err), 0);
+	assert_int_equal(gh_app_open(ctx, cfg, g_clock, svcs, 1, &app, &err), -EINVAL);
+	assert_string_equal(err.field, "/auth/jwt_hs256_secret");
+	gh_err_clear(&err);
+	talloc_free(ctx);
+}
+
 /* ---- fixture ---- */
 
 static int group_setup(void **state)
@@ -871,6 +936,7 @@ int main(void)
 	    cmocka_unit_test(test_mtls_routes),
 	    cmocka_unit_test(test_mtls_required_everywhere_but_the_probes),
 	    cmocka_unit_test(test_tls_files_checked_at_construction),
+	    cmocka_unit_test(test_app_wires_tls_mtls_and_jwt_from_config),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
