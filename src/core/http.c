@@ -10,8 +10,9 @@
  * Access policies (GH_AUTH_*) are checked on that first call, so a refused caller never gets
  * its body read. mTLS: libmicrohttpd only *requests* a client certificate when given a trust
  * list (GNUTLS_CERT_REQUEST) and never verifies it, so the verification (chain against
- * tls_client_ca, validity, clientAuth purpose) and the CN allowlist are ours; the outcome is
- * cached per connection, as the certificate cannot change on it. */
+ * tls_client_ca, validity, clientAuth purpose) and the CN allowlist are ours. The outcome is
+ * cached per connection: a peer admitted once has proved it holds an allowlisted key, and one
+ * refused stays refused (fail closed) even if it could renegotiate. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <talloc.h>
 #include <time.h>
 #include <unistd.h>
@@ -529,37 +531,30 @@ static int wipe_destructor(char *p)
 static char *read_pem(gh_http_server_t *s, const char *what, const char *path)
 {
 	FILE *f = fopen(path, "re");
+	struct stat st;
 	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	if (!f) {
-		gh_log(GH_LOG_ERROR, "http: cannot open TLS file", "file", what, "path", path,
-		       "error", strerror(errno), NULL);
-		return NULL;
+	const char *why = NULL;
+	if (!f)
+		why = strerror(errno);
+	else if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	         st.st_size > (1 << 20))
+		why = "not a regular file of 1 byte to 1 MiB";
+	else if (!(buf = talloc_size(s, (size_t)st.st_size + 1)))
+		why = "out of memory";
+	else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+		why = "short read";
+	if (buf) {
+		/* One allocation of the file's size, so no unwiped copy of a key is left behind. */
+		talloc_set_destructor(buf, wipe_destructor);
+		buf[why ? 0 : st.st_size] = '\0';
+		if (!why && !strstr(buf, "-----BEGIN "))
+			why = "not PEM";
 	}
-	for (;;) {
-		if (len + 4096 + 1 > cap) {
-			cap = cap ? cap * 2 : 8192;
-			char *b = cap <= (1u << 20) ? talloc_realloc_size(s, buf, cap) : NULL;
-			if (!b) {
-				gh_log(GH_LOG_ERROR, "http: TLS file too large", "path", path,
-				       NULL);
-				talloc_free(buf);
-				fclose(f);
-				return NULL;
-			}
-			buf = b;
-		}
-		size_t n = fread(buf + len, 1, cap - len - 1, f);
-		len += n;
-		if (n == 0)
-			break;
-	}
-	int bad = ferror(f);
-	fclose(f);
-	buf[len] = '\0';
-	talloc_set_destructor(buf, wipe_destructor);
-	if (bad || len == 0 || !strstr(buf, "-----BEGIN ")) {
-		gh_log(GH_LOG_ERROR, "http: not a PEM file", "file", what, "path", path, NULL);
+	if (f)
+		fclose(f);
+	if (why) {
+		gh_log(GH_LOG_ERROR, "http: cannot use TLS file", "file", what, "path", path,
+		       "error", why, NULL);
 		talloc_free(buf);
 		return NULL;
 	}
