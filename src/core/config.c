@@ -102,6 +102,8 @@ static const gh_config_key_t http_keys[] = {
      .help = "CA for client certificates (mTLS); empty: no client certificates"},
     {"client_cn_allowlist", GH_CFG_LIST, O(http, client_cn_allowlist),
      .help = "client certificate CNs allowed (mTLS)"},
+    {"require_client_cert", GH_CFG_BOOL, O(http, require_client_cert), .def = 0,
+     .help = "every route but /healthz, /readyz, /metrics needs an allowlisted client cert"},
 };
 static const gh_config_key_t store_keys[] = {
     {"url", GH_CFG_STR, O(store, url), .def_str = "sqlite://var/ghasi.db", .check = check_store_url,
@@ -148,6 +150,14 @@ static const gh_config_key_t auth_keys[] = {
      .help = "HS256 secret; empty: HS256 tokens refused"},
     {"jwt_rs256_public_key", GH_CFG_STR, O(auth, jwt_rs256_public_key),
      .help = "RS256 public key PEM path; empty: RS256 tokens refused"},
+    {"issuer", GH_CFG_STR, O(auth, issuer), .max = 255,
+     .help = "required JWT iss; empty: not checked"},
+    {"audience", GH_CFG_STR, O(auth, audience), .max = 255,
+     .help = "required JWT aud entry; empty: not checked"},
+    {"leeway_s", GH_CFG_INT, O(auth, leeway_s), .def = 30, .min = 0, .max = 300,
+     .help = "clock skew allowed on JWT exp and nbf, seconds"},
+    {"disabled", GH_CFG_BOOL, O(auth, disabled), .def = 0,
+     .help = "development only: JWT routes pass without a token (refused in scale-out)"},
 };
 #undef O
 
@@ -968,6 +978,19 @@ static int check_cross(const gh_config_t *cfg, const char *name, const pos_index
 		return key_error(err, name ? name : "config",
 		                 ix ? pos_line(ix, "http", "tls_client_ca", 0) : 0, "http",
 		                 "tls_client_ca", "needs http.tls_cert and http.tls_key");
+	if (h->tls_client_ca[0] && h->client_cn_allowlist.n == 0)
+		return key_error(
+		    err, name ? name : "config", ix ? pos_line(ix, "http", "tls_client_ca", 0) : 0,
+		    "http", "client_cn_allowlist",
+		    "required when http.tls_client_ca is set (no CN would be allowed)");
+	if (h->require_client_cert && !h->tls_client_ca[0])
+		return key_error(err, name ? name : "config",
+		                 ix ? pos_line(ix, "http", "require_client_cert", 0) : 0, "http",
+		                 "require_client_cert", "needs http.tls_client_ca");
+	if (cfg->auth.disabled && cfg->service.profile == GH_PROFILE_SCALE_OUT)
+		return key_error(err, name ? name : "config",
+		                 ix ? pos_line(ix, "auth", "disabled", 0) : 0, "auth", "disabled",
+		                 "refused in the scale-out profile");
 	return 0;
 }
 

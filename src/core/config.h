@@ -91,6 +91,7 @@ typedef struct gh_config_http_s {
 	int64_t drain_grace_ms;
 	char *tls_cert, *tls_key, *tls_client_ca; /* paths; "" = plain HTTP / no mTLS */
 	gh_config_list_t client_cn_allowlist;
+	bool require_client_cert; /* every route but the probes needs an allowlisted cert */
 } gh_config_http_t;
 
 typedef struct gh_config_store_s {
@@ -128,6 +129,10 @@ typedef struct gh_config_archive_s {
 typedef struct gh_config_auth_s {
 	char *jwt_hs256_secret;     /* the secret itself; "" = HS256 off */
 	char *jwt_rs256_public_key; /* PEM path; "" = RS256 off */
+	char *issuer;               /* expected `iss`; "" = not checked */
+	char *audience;             /* expected in `aud`; "" = not checked */
+	int64_t leeway_s;           /* clock skew allowed on exp/nbf */
+	bool disabled;              /* dev only: no token needed (refused in scale-out) */
 } gh_config_auth_t;
 
 #define GH_CONFIG_MAX_EXT 16

@@ -5,11 +5,20 @@
  * match the route and check Content-Length against the body limit), then once per body chunk,
  * then once more with no data; only then is the handler run and the reply queued. Queuing
  * earlier makes MHD close the connection after the reply, which is right for 413 and for
- * refusals while draining, and wrong for everything else (it would defeat keep-alive). */
+ * refusals while draining, and wrong for everything else (it would defeat keep-alive).
+ *
+ * Access policies (GH_AUTH_*) are checked on that first call, so a refused caller never gets
+ * its body read. mTLS: libmicrohttpd only *requests* a client certificate when given a trust
+ * list (GNUTLS_CERT_REQUEST) and never verifies it, so the verification (chain against
+ * tls_client_ca, validity, clientAuth purpose) and the CN allowlist are ours. The outcome is
+ * cached per connection: a peer admitted once has proved it holds an allowlisted key, and one
+ * refused stays refused (fail closed) even if it could renegotiate. */
 #include "http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -18,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <talloc.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,6 +57,9 @@ typedef struct {
 	void *ud;
 	size_t body_limit;
 	const char *pattern;
+	gh_auth_policy_t auth;
+	uint32_t roles;
+	int probe; /* /healthz, /readyz, /metrics: open even when require_client_cert */
 	gh_histogram_t *duration;
 	/* Registered on first use: a (route, method, code) series appears once it happened. */
 	_Atomic(gh_counter_t *) count[NMETHODS][NSLOTS];
@@ -70,6 +83,12 @@ struct gh_http_server_s {
 	struct MHD_Daemon *daemon;
 	uint16_t port;
 	int started;
+	char *tls_cert, *tls_key, *tls_ca; /* PEM contents; NULL: plain HTTP / no mTLS */
+	char **allowlist;
+	unsigned nallow;
+	gh_http_jwt_check_fn jwt_check;
+	void *jwt_ud;
+	int has_jwt_routes;
 	atomic_int draining;
 	atomic_uint inflight;
 };
@@ -101,7 +120,17 @@ struct gh_http_req_s {
 	unsigned nheaders;
 	int replied, queued;
 	gh_http_response_t resp;
+	const gh_principal_t *principal;
 };
+
+/* Per-connection client certificate outcome (mTLS servers only), settled on first need. */
+typedef enum { PEER_UNCHECKED, PEER_NONE, PEER_UNTRUSTED, PEER_DENIED, PEER_OK } peer_state_t;
+typedef struct {
+	peer_state_t state;
+	char cn[256];
+} peer_t;
+
+const char *const gh_auth_policy_names[] = {"none", "mtls", "jwt", NULL};
 
 /* ---- small helpers ---- */
 
@@ -212,8 +241,9 @@ static void count_request(gh_http_server_t *s, route_t *rt, gh_method_t m, int s
 }
 
 static route_t *route_new(gh_http_server_t *s, const char *pattern, gh_http_handler_t fn, void *ud,
-                          size_t body_limit)
+                          const gh_http_route_opts_t *opts)
 {
+	size_t body_limit = opts ? opts->body_limit : 0;
 	route_t *rt = talloc_zero(s, route_t);
 	if (!rt)
 		return NULL;
@@ -222,6 +252,8 @@ static route_t *route_new(gh_http_server_t *s, const char *pattern, gh_http_hand
 	rt->ud = ud;
 	rt->body_limit = body_limit ? body_limit : s->cfg.body_limit;
 	rt->pattern = talloc_strdup(rt, pattern);
+	rt->auth = opts ? opts->auth : GH_AUTH_NONE;
+	rt->roles = opts ? opts->roles : 0;
 	char labels[320];
 	snprintf(labels, sizeof(labels), "route=\"%s\"", pattern);
 	rt->duration = gh_metrics_histogram(s->metrics, "ghasi_http_request_duration_seconds",
@@ -323,6 +355,8 @@ const char *gh_http_route_pattern(const gh_http_req_t *req)
 const char *gh_http_request_id(const gh_http_req_t *req) { return req->request_id; }
 const char *gh_http_traceparent(const gh_http_req_t *req) { return req->traceparent; }
 void *gh_http_ctx(gh_http_req_t *req) { return req; }
+const gh_principal_t *gh_http_principal(const gh_http_req_t *req) { return req->principal; }
+void gh_http_set_principal(gh_http_req_t *req, const gh_principal_t *p) { req->principal = p; }
 gh_err_t *gh_http_err(gh_http_req_t *req) { return &req->err; }
 
 const char *gh_http_param(const gh_http_req_t *creq, const char *name)
@@ -449,6 +483,230 @@ static gh_http_req_t *req_new(gh_http_server_t *s, struct MHD_Connection *c, con
 	return req;
 }
 
+/* ---- TLS and access policies ---- */
+
+/* A whole PEM file as a talloc string (NUL-terminated, as MHD wants). Key material is wiped
+ * when the server is freed. */
+static int wipe_destructor(char *p)
+{
+	explicit_bzero(p, talloc_get_size(p));
+	return 0;
+}
+
+static char *read_pem(gh_http_server_t *s, const char *what, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	struct stat st;
+	char *buf = NULL;
+	const char *why = NULL;
+	if (!f)
+		why = strerror(errno);
+	else if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	         st.st_size > (1 << 20))
+		why = "not a regular file of 1 byte to 1 MiB";
+	else if (!(buf = talloc_size(s, (size_t)st.st_size + 1)))
+		why = "out of memory";
+	else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+		why = "short read";
+	if (buf) {
+		/* One allocation of the file's size, so no unwiped copy of a key is left behind. */
+		talloc_set_destructor(buf, wipe_destructor);
+		buf[why ? 0 : st.st_size] = '\0';
+		if (!why && !strstr(buf, "-----BEGIN "))
+			why = "not PEM";
+	}
+	if (f)
+		fclose(f);
+	if (why) {
+		gh_log(GH_LOG_ERROR, "http: cannot use TLS file", "file", what, "path", path,
+		       "error", why, NULL);
+		talloc_free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static int tls_setup(gh_http_server_t *s, const gh_http_config_t *cfg)
+{
+	for (const char *const *cn = cfg->client_cn_allowlist; cn && *cn; cn++) {
+		char **a = talloc_realloc(s, s->allowlist, char *, s->nallow + 1);
+		if (!a)
+			return -ENOMEM;
+		s->allowlist = a;
+		if (!(a[s->nallow++] = talloc_strdup(a, *cn)))
+			return -ENOMEM;
+	}
+	s->cfg.client_cn_allowlist = NULL; /* ours is s->allowlist */
+	int want = (cfg->tls_cert && cfg->tls_cert[0]) || (cfg->tls_key && cfg->tls_key[0]);
+	if (!want) {
+		if (cfg->tls_client_ca && cfg->tls_client_ca[0]) {
+			gh_log(GH_LOG_ERROR, "http: tls_client_ca needs tls_cert and tls_key",
+			       NULL);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		gh_log(GH_LOG_ERROR, "http: libmicrohttpd was built without TLS", NULL);
+		return -ENOTSUP;
+	}
+	if (!cfg->tls_cert || !cfg->tls_cert[0] || !cfg->tls_key || !cfg->tls_key[0]) {
+		gh_log(GH_LOG_ERROR, "http: TLS needs both tls_cert and tls_key", NULL);
+		return -EINVAL;
+	}
+	if (!(s->tls_cert = read_pem(s, "tls_cert", cfg->tls_cert)) ||
+	    !(s->tls_key = read_pem(s, "tls_key", cfg->tls_key)))
+		return -EINVAL;
+	if (cfg->tls_client_ca && cfg->tls_client_ca[0] &&
+	    !(s->tls_ca = read_pem(s, "tls_client_ca", cfg->tls_client_ca)))
+		return -EINVAL;
+	/* Load them once here, so a bad key or a CA without a certificate is reported by name
+	 * instead of as a daemon that does not start. */
+	gnutls_certificate_credentials_t cred;
+	if (gnutls_certificate_allocate_credentials(&cred) < 0)
+		return -ENOMEM;
+	gnutls_datum_t c = {(unsigned char *)s->tls_cert, (unsigned)strlen(s->tls_cert)};
+	gnutls_datum_t k = {(unsigned char *)s->tls_key, (unsigned)strlen(s->tls_key)};
+	int grc = gnutls_certificate_set_x509_key_mem(cred, &c, &k, GNUTLS_X509_FMT_PEM);
+	const char *bad = grc < 0 ? "tls_cert/tls_key" : NULL;
+	if (!bad && s->tls_ca) {
+		gnutls_datum_t a = {(unsigned char *)s->tls_ca, (unsigned)strlen(s->tls_ca)};
+		if ((grc = gnutls_certificate_set_x509_trust_mem(cred, &a, GNUTLS_X509_FMT_PEM)) <=
+		    0)
+			bad = "tls_client_ca";
+	}
+	gnutls_certificate_free_credentials(cred);
+	if (bad) {
+		gh_log(GH_LOG_ERROR, "http: TLS material rejected", "file", bad, "error",
+		       grc < 0 ? gnutls_strerror(grc) : "no certificate", NULL);
+		return -EINVAL;
+	}
+	s->cfg.tls_cert = s->cfg.tls_key = s->cfg.tls_client_ca = NULL; /* paths not kept */
+	return 0;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		*socket_ctx = talloc_zero(NULL, peer_t); /* NULL: checked as "no certificate" */
+	} else {
+		talloc_free(*socket_ctx);
+		*socket_ctx = NULL;
+	}
+}
+
+/* Verify the peer's certificate and read its CN. RFC 5280 allows several CN attributes; a
+ * certificate with more than one is refused rather than guessing which one was meant. */
+static peer_state_t peer_check(gh_http_server_t *s, struct MHD_Connection *c, char *cn,
+                               size_t cn_len)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (!ci || !ci->tls_session)
+		return PEER_NONE;
+	gnutls_session_t sess = (gnutls_session_t)ci->tls_session;
+	unsigned n = 0;
+	const gnutls_datum_t *certs = gnutls_certificate_get_peers(sess, &n);
+	if (!certs || n == 0)
+		return PEER_NONE;
+	gnutls_typed_vdata_st purpose = {GNUTLS_DT_KEY_PURPOSE_OID,
+	                                 (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0};
+	unsigned status = 0;
+	if (gnutls_certificate_verify_peers(sess, &purpose, 1, &status) < 0 || status != 0)
+		return PEER_UNTRUSTED;
+	gnutls_x509_crt_t crt;
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return PEER_UNTRUSTED;
+	peer_state_t st = PEER_UNTRUSTED;
+	size_t len = cn_len, len2 = cn_len;
+	char extra[256];
+	if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0 &&
+	    gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &len) == 0 &&
+	    gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 1, 0, extra, &len2) ==
+	        GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE &&
+	    len > 0 && strlen(cn) == len) {
+		st = PEER_DENIED;
+		for (unsigned i = 0; i < s->nallow; i++)
+			if (strcmp(s->allowlist[i], cn) == 0)
+				st = PEER_OK;
+	}
+	gnutls_x509_crt_deinit(crt);
+	return st;
+}
+
+static peer_t *peer_of(gh_http_req_t *req)
+{
+	gh_http_server_t *s = req->srv;
+	if (!s->tls_ca)
+		return NULL;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	peer_t *p = ci ? ci->socket_context : NULL;
+	if (p && p->state == PEER_UNCHECKED)
+		p->state = peer_check(s, req->conn, p->cn, sizeof(p->cn));
+	return p;
+}
+
+const char *gh_http_client_cn(gh_http_req_t *req)
+{
+	peer_t *p = peer_of(req);
+	return p && p->state == PEER_OK ? p->cn : NULL;
+}
+
+/* The mTLS policy: 0 or -EPERM with the request's error set. */
+static int check_mtls(gh_http_req_t *req)
+{
+	gh_http_server_t *s = req->srv;
+	if (!s->tls_cert) {
+		if (s->cfg.mtls_open_without_tls)
+			return 0;
+		return gh_err_set(&req->err, GH_E_PERMISSION_DENIED, NULL,
+		                  "this route requires mutual TLS, which this server does not "
+		                  "offer");
+	}
+	peer_t *p = peer_of(req);
+	switch (p ? p->state : PEER_NONE) {
+	case PEER_OK: return 0;
+	case PEER_DENIED:
+		gh_log(GH_LOG_WARN, "http: client certificate CN not allowed", "cn", p->cn, "path",
+		       req->path, NULL);
+		return gh_err_set(&req->err, GH_E_PERMISSION_DENIED, NULL,
+		                  "client certificate not allowed here");
+	case PEER_UNTRUSTED:
+		return gh_err_set(&req->err, GH_E_PERMISSION_DENIED, NULL,
+		                  "client certificate not trusted");
+	default:
+		return gh_err_set(&req->err, GH_E_PERMISSION_DENIED, NULL,
+		                  "a client certificate is required");
+	}
+}
+
+/* The route's policy (and the server-wide client certificate requirement). Returns 0 when
+ * the request may proceed, else negative with the request's error set. */
+static int check_access(gh_http_req_t *req)
+{
+	route_t *rt = req->route;
+	gh_http_server_t *s = req->srv;
+	int rc;
+	if (!rt || rt->probe)
+		return 0;
+	if ((s->cfg.require_client_cert || rt->auth == GH_AUTH_MTLS) && (rc = check_mtls(req)) < 0)
+		return rc;
+	if (rt->auth == GH_AUTH_JWT) {
+		if (!s->jwt_check) /* gh_http_server_start refuses this; kept fail-closed */
+			return gh_err_set(&req->err, GH_E_UNAUTHENTICATED, NULL,
+			                  "no token verifier");
+		if ((rc = s->jwt_check(req, rt->roles, s->jwt_ud)) < 0) {
+			if (req->err.code == GH_OK)
+				gh_err_set(&req->err, GH_E_UNAUTHENTICATED, NULL,
+				           "not authenticated");
+			return rc;
+		}
+	}
+	return 0;
+}
+
 /* ---- dispatch ---- */
 
 /* Decimal without printf: the request log line is formatted on every request. */
@@ -564,6 +822,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		    gh_router_match(s->router, req->method, url, strlen(url), &req->match);
 		req->route = req->match_rc == 0 ? req->match.target : NULL;
 		req->body_limit = req->route ? req->route->body_limit : s->cfg.body_limit;
+		if (req->route && check_access(req) < 0) {
+			gh_http_reply_error(req, &req->err);
+			return queue_reply(req);
+		}
 		const char *cl =
 		    MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl) {
@@ -694,6 +956,9 @@ static int h_metrics(gh_http_req_t *req, void *ud)
 
 /* ---- server ---- */
 
+static int add_route(gh_http_server_t *s, const char *method, const char *pattern,
+                     gh_http_handler_t fn, void *ud, const gh_http_route_opts_t *opts, int probe);
+
 static int server_destructor(gh_http_server_t *s)
 {
 	gh_http_server_stop(s);
@@ -735,10 +1000,10 @@ gh_http_server_t *gh_http_server_new(void *ctx, const gh_http_config_t *cfg)
 	s->router = gh_router_new(s);
 	if (!s->cfg.bind || !s->metrics || !s->router)
 		goto fail;
-	s->unmatched = route_new(s, "unmatched", NULL, NULL, 0);
-	if (!s->unmatched || gh_http_route(s, "GET", "/healthz", h_healthz, s) < 0 ||
-	    gh_http_route(s, "GET", "/readyz", h_readyz, s) < 0 ||
-	    gh_http_route(s, "GET", "/metrics", h_metrics, s) < 0)
+	s->unmatched = route_new(s, "unmatched", NULL, NULL, NULL);
+	if (!s->unmatched || add_route(s, "GET", "/healthz", h_healthz, s, NULL, 1) < 0 ||
+	    add_route(s, "GET", "/readyz", h_readyz, s, NULL, 1) < 0 ||
+	    add_route(s, "GET", "/metrics", h_metrics, s, NULL, 1) < 0 || tls_setup(s, cfg) < 0)
 		goto fail;
 	talloc_set_destructor(s, server_destructor);
 	return s;
@@ -747,21 +1012,42 @@ fail:
 	return NULL;
 }
 
-int gh_http_route_ex(gh_http_server_t *s, const char *method, const char *pattern,
-                     gh_http_handler_t fn, void *ud, const gh_http_route_opts_t *opts)
+static int add_route(gh_http_server_t *s, const char *method, const char *pattern,
+                     gh_http_handler_t fn, void *ud, const gh_http_route_opts_t *opts, int probe)
 {
 	if (s->started)
 		return -EBUSY;
 	gh_method_t m = gh_method_parse(method);
 	if (m == GH_HTTP_UNKNOWN || !fn)
 		return -EINVAL;
-	route_t *rt = route_new(s, pattern, fn, ud, opts ? opts->body_limit : 0);
+	if (opts && (unsigned)opts->auth >= GH_AUTH__COUNT)
+		return -EINVAL;
+	route_t *rt = route_new(s, pattern, fn, ud, opts);
 	if (!rt)
 		return -ENOMEM;
 	int rc = gh_router_add(s->router, m, pattern, rt);
-	if (rc < 0)
+	if (rc < 0) {
 		talloc_free(rt);
-	return rc;
+		return rc;
+	}
+	rt->probe = probe;
+	s->has_jwt_routes |= rt->auth == GH_AUTH_JWT;
+	return 0;
+}
+
+int gh_http_route_ex(gh_http_server_t *s, const char *method, const char *pattern,
+                     gh_http_handler_t fn, void *ud, const gh_http_route_opts_t *opts)
+{
+	return add_route(s, method, pattern, fn, ud, opts, 0);
+}
+
+int gh_http_set_jwt_check(gh_http_server_t *s, gh_http_jwt_check_fn fn, void *ud)
+{
+	if (s->started)
+		return -EBUSY;
+	s->jwt_check = fn;
+	s->jwt_ud = ud;
+	return 0;
 }
 
 int gh_http_route(gh_http_server_t *s, const char *method, const char *pattern,
@@ -791,19 +1077,42 @@ int gh_http_server_start(gh_http_server_t *s)
 {
 	if (s->started)
 		return -EBUSY;
+	if (s->has_jwt_routes && !s->jwt_check) {
+		gh_log(GH_LOG_ERROR, "http: routes need a JWT but no token verifier is attached",
+		       NULL);
+		return -EINVAL;
+	}
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	if (s->addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	struct MHD_OptionItem opts[] = {
-	    {MHD_OPTION_SOCK_ADDR, 0, &s->addr},
-	    {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
-	    {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_none, NULL},
-	    {MHD_OPTION_CONNECTION_LIMIT, s->cfg.conn_limit, NULL},
-	    {MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.idle_timeout_s, NULL},
-	    {s->cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, s->cfg.threads,
-	     NULL},
-	    {MHD_OPTION_END, 0, NULL},
-	};
+	if (s->tls_cert)
+		flags |= MHD_USE_TLS;
+	struct MHD_OptionItem opts[16];
+	size_t o = 0;
+	opts[o++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &s->addr};
+	opts[o++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
+	opts[o++] =
+	    (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_none, NULL};
+	opts[o++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->cfg.conn_limit, NULL};
+	opts[o++] =
+	    (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->cfg.idle_timeout_s, NULL};
+	if (s->cfg.threads > 1)
+		opts[o++] =
+		    (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, s->cfg.threads, NULL};
+	if (s->tls_cert) {
+		/* TLS 1.2 and 1.3 only. */
+		static const char priorities[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
+		opts[o++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert};
+		opts[o++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key};
+		opts[o++] =
+		    (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)priorities};
+	}
+	if (s->tls_ca) {
+		opts[o++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->tls_ca};
+		opts[o++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION,
+		                                    (intptr_t)on_connection, NULL};
+	}
+	opts[o++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 	s->daemon =
 	    MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
 	                     mhd_logger, NULL, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);

@@ -31,6 +31,7 @@
 
 typedef struct gh_http_server_s gh_http_server_t;
 typedef struct gh_http_req_s gh_http_req_t;
+typedef struct gh_principal_s gh_principal_t; /* auth.h */
 
 typedef int (*gh_http_handler_t)(gh_http_req_t *req, void *ud);
 /* A readiness check: 0 when the dependency is usable, else negative with a reason in why. */
@@ -44,17 +45,52 @@ typedef struct {
 	unsigned conn_limit;     /* open connections; 0 = 1024 */
 	unsigned idle_timeout_s; /* idle keep-alive connections are closed after; 0 = 60 */
 	gh_metrics_t *metrics;   /* registry for http metrics and /metrics; NULL = a private one */
-	/* TLS and client-certificate (mTLS) settings will be added here; the server is plain
-	 * HTTP until then. */
+	/* TLS: HTTPS when tls_cert and tls_key (PEM file paths, read once by gh_http_server_new)
+	 * are both set. tls_client_ca (PEM path) makes the server request - not require - a
+	 * client certificate in the handshake and verify it against that CA (chain, validity,
+	 * clientAuth key purpose); its CN must then be on client_cn_allowlist (NULL-terminated)
+	 * to count as an identity (gh_http_client_cn). */
+	const char *tls_cert, *tls_key, *tls_client_ca;
+	const char *const *client_cn_allowlist;
+	/* Every request except /healthz, /readyz and /metrics needs an allowlisted client
+	 * certificate (an internal-only listener); else only GH_AUTH_MTLS routes do. */
+	int require_client_cert;
+	/* GH_AUTH_MTLS routes are open while TLS is off (embedded/dev profile); when 0 they
+	 * answer 403 on a plain server (fail closed). */
+	int mtls_open_without_tls;
 } gh_http_config_t;
 
 /* A server (not yet listening), talloc child of ctx, with /healthz, /readyz and /metrics
- * registered. Returns NULL on a bad bind address or out of memory. */
+ * registered. Returns NULL on a bad bind address, an unreadable TLS file, TLS asked of a
+ * libmicrohttpd built without it, or out of memory (logged). */
 gh_http_server_t *gh_http_server_new(void *ctx, const gh_http_config_t *cfg);
+
+/* Who may call a route, checked by the server once the headers are in, before the body is
+ * read and before the handler runs (a refused request never reaches it):
+ *   GH_AUTH_NONE  open (the default; /healthz, /readyz and /metrics always are);
+ *   GH_AUTH_MTLS  internal callers: a client certificate that verifies against tls_client_ca
+ *                 and whose CN is on the allowlist, else 403 PERMISSION_DENIED (no
+ *                 certificate, untrusted certificate and CN not allowed alike). While TLS is
+ *                 off the route is open when mtls_open_without_tls, else 403;
+ *   GH_AUTH_JWT   portal/admin callers: the JWT check installed with gh_http_set_jwt_check
+ *                 (auth.h gh_auth_attach) decides: 401 UNAUTHENTICATED without a valid token,
+ *                 403 PERMISSION_DENIED when the token has none of the route's roles. */
+typedef enum { GH_AUTH_NONE, GH_AUTH_MTLS, GH_AUTH_JWT, GH_AUTH__COUNT } gh_auth_policy_t;
+extern const char *const gh_auth_policy_names[]; /* "none", "mtls", "jwt" */
 
 typedef struct {
 	size_t body_limit; /* 0 = the server's */
+	gh_auth_policy_t auth;
+	uint32_t roles; /* GH_AUTH_JWT: a role bit mask (auth.h GH_ROLE_*); 0 = any valid token */
 } gh_http_route_opts_t;
+
+/* The JWT check of GH_AUTH_JWT routes: 0 lets the request through (after setting its
+ * principal with gh_http_set_principal), negative refuses it with gh_http_err(req) filled
+ * (and any response header set). Runs on server threads concurrently. */
+typedef int (*gh_http_jwt_check_fn)(gh_http_req_t *req, uint32_t roles, void *ud);
+/* Install the JWT check. Before start only: 0, -EBUSY. A server with GH_AUTH_JWT routes and
+ * no check refuses to start (-EINVAL). */
+int gh_http_set_jwt_check(gh_http_server_t *s, gh_http_jwt_check_fn fn, void *ud);
 
 /* Register handler for method ("GET", "POST", ...) + pattern (router.h syntax). Only before
  * gh_http_server_start. Returns 0, -EINVAL (bad method or pattern), -EEXIST, -EBUSY (started),
@@ -67,7 +103,8 @@ int gh_http_route_ex(gh_http_server_t *s, const char *method, const char *patter
 /* Add a check that /readyz runs (in registration order) on every call. Before start only. */
 int gh_http_readiness(gh_http_server_t *s, const char *name, gh_http_ready_fn check, void *ud);
 
-/* Bind and start serving. Returns 0, -EADDRINUSE, -EBUSY (already started) or -EIO. */
+/* Bind and start serving. Returns 0, -EADDRINUSE, -EBUSY (already started), -EINVAL (TLS
+ * material rejected, or GH_AUTH_JWT routes without a JWT check) or -EIO. */
 int gh_http_server_start(gh_http_server_t *s);
 /* The bound port (useful with port 0); 0 before start. */
 uint16_t gh_http_server_port(const gh_http_server_t *s);
@@ -114,6 +151,13 @@ const char *gh_http_traceparent(const gh_http_req_t *req);
 /* Idempotency-Key (conventions: 1-255 printable ASCII). Returns 0 with *key NULL when absent,
  * 0 with *key set, or -EINVAL with gh_http_err(req) = INVALID_ARGUMENT when malformed. */
 int gh_http_idempotency_key(gh_http_req_t *req, const char **key);
+/* The CN of the client certificate when it verified against tls_client_ca and the CN is on
+ * the allowlist; NULL otherwise (plain HTTP, no certificate, untrusted, CN not allowed). */
+const char *gh_http_client_cn(gh_http_req_t *req);
+/* The caller the JWT check authenticated (auth.h), NULL when none. The check sets it with a
+ * principal that lives as long as the request (allocate it in gh_http_ctx). */
+const gh_principal_t *gh_http_principal(const gh_http_req_t *req);
+void gh_http_set_principal(gh_http_req_t *req, const gh_principal_t *p);
 /* talloc context living as long as the request, for the handler's allocations. */
 void *gh_http_ctx(gh_http_req_t *req);
 /* The request's error slot: fill it and return without replying to answer with it. */

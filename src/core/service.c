@@ -97,17 +97,39 @@ int gh_app_open(void *ctx, const gh_config_t *cfg, gh_clock_t *clock,
 		goto fail;
 	}
 
-	gh_http_config_t hc = {.bind = cfg->http.bind,
-	                       .port = (uint16_t)cfg->http.port,
-	                       .threads = (unsigned)cfg->http.threads,
-	                       .body_limit = (size_t)cfg->http.body_limit,
-	                       .metrics = app->metrics};
+	/* Internal (GH_AUTH_MTLS) routes are open without TLS only in the embedded profile, so
+	 * a developer is not locked out; scale-out fails closed. */
+	gh_http_config_t hc = {
+	    .bind = cfg->http.bind,
+	    .port = (uint16_t)cfg->http.port,
+	    .threads = (unsigned)cfg->http.threads,
+	    .body_limit = (size_t)cfg->http.body_limit,
+	    .metrics = app->metrics,
+	    .tls_cert = cfg->http.tls_cert,
+	    .tls_key = cfg->http.tls_key,
+	    .tls_client_ca = cfg->http.tls_client_ca,
+	    .client_cn_allowlist = (const char *const *)cfg->http.client_cn_allowlist.v,
+	    .require_client_cert = cfg->http.require_client_cert,
+	    .mtls_open_without_tls = cfg->service.profile == GH_PROFILE_EMBEDDED,
+	};
 	app->http = gh_http_server_new(a, &hc);
 	if (!app->http) {
-		rc = gh_err_set(err, GH_E_INVALID_ARGUMENT, "/http/bind", "bad listen address %s",
+		rc = gh_err_set(err, GH_E_INVALID_ARGUMENT,
+		                cfg->http.tls_cert[0] ? "/http" : "/http/bind",
+		                "cannot set up the HTTP server on %s (bad address or TLS files; "
+		                "see the log)",
 		                cfg->http.bind);
 		goto fail;
 	}
+	if ((rc = gh_auth_from_config(a, cfg, app->clock, &app->auth, err)) < 0 ||
+	    (rc = gh_auth_attach(app->http, app->auth)) < 0)
+		goto fail;
+	if (!cfg->http.tls_cert[0])
+		gh_log(GH_LOG_WARN,
+		       cfg->service.profile == GH_PROFILE_EMBEDDED
+		           ? "http: TLS off: internal routes are open (embedded profile)"
+		           : "http: TLS off: internal routes refuse every caller (scale-out)",
+		       NULL);
 	gh_http_readiness(app->http, "store", store_ready, app->store);
 	gh_http_readiness(app->http, "bus", gh_bus_ready, app->bus);
 
@@ -156,7 +178,9 @@ int gh_app_mount(gh_app_t *app, const gh_service_t *svc, gh_err_t *err)
 	a->mounted = m;
 	for (const gh_service_route_t *r = svc->routes; r && r->method; r++) {
 		gh_http_route_opts_t o = {
-		    .body_limit = r->import_body ? (size_t)app->cfg->http.import_body_limit : 0};
+		    .body_limit = r->import_body ? (size_t)app->cfg->http.import_body_limit : 0,
+		    .auth = r->auth,
+		    .roles = r->roles};
 		rc = gh_http_route_ex(app->http, r->method, r->pattern, r->fn, m->state, &o);
 		if (rc < 0)
 			return gh_err_set(err, GH_E_INTERNAL, NULL, "service %s: route %s %s: %s",

@@ -9,6 +9,7 @@
 #ifndef GH_SERVICE_H
 #define GH_SERVICE_H
 
+#include "auth.h"
 #include "bus.h"
 #include "clock.h"
 #include "config.h"
@@ -26,6 +27,11 @@ typedef struct gh_service_route_s {
 	const char *pattern;  /* router.h syntax: "/v1/numbering/numbers/{id}:reserve" */
 	gh_http_handler_t fn; /* called with the service state as ud */
 	int import_body;      /* 1: the route takes http.import_body_limit instead of body_limit */
+	/* Who may call it (http.h): GH_AUTH_MTLS for the internal surface (other platform
+	 * services), GH_AUTH_JWT + a GH_ROLE_* mask (0: any valid token) for portal and admin
+	 * routes; the JWT's caller is gh_http_principal(req) in the handler. */
+	gh_auth_policy_t auth;
+	uint32_t roles;
 } gh_service_route_t;
 
 typedef struct gh_service_job_s {
@@ -65,6 +71,7 @@ struct gh_app_s {
 	gh_bus_t *bus;
 	gh_metrics_t *metrics;
 	gh_http_server_t *http;
+	gh_auth_t *auth; /* JWT verifier of the auth section, attached to http */
 	gh_sched_t *sched;
 	gh_outbox_relay_t *relay;
 	char instance_id[64]; /* host-pid-random: lease holder and log field */

@@ -357,10 +357,40 @@ static void test_tls_cert_needs_key(void **state)
 	assert_string_equal(fx->err.field, "/http/tls_key");
 	assert_err_contains(fx, "t.yaml:3: http.tls_key: required when http.tls_cert is set");
 	assert_int_equal(
-	    load_str(fx, "http:\n  tls_cert: /c.pem\n  tls_key: /k.pem\n  tls_client_ca: /ca\n",
+	    load_str(fx,
+	             "http:\n  tls_cert: /c.pem\n  tls_key: /k.pem\n  tls_client_ca: /ca\n"
+	             "  client_cn_allowlist: [billing]\n",
 	             NULL),
 	    0);
 	assert_int_equal(load_str(fx, "http:\n  tls_client_ca: /ca\n", NULL), -EINVAL);
+}
+
+static void test_client_ca_needs_an_allowlist(void **state)
+{
+	fx_t *fx = *state;
+	assert_int_equal(
+	    load_str(fx, "http:\n  tls_cert: /c.pem\n  tls_key: /k.pem\n  tls_client_ca: /ca\n",
+	             NULL),
+	    -EINVAL);
+	assert_string_equal(fx->err.field, "/http/client_cn_allowlist");
+	assert_int_equal(load_str(fx, "http:\n  require_client_cert: true\n", NULL), -EINVAL);
+	assert_string_equal(fx->err.field, "/http/require_client_cert");
+}
+
+static void test_auth_disabled_refused_in_scale_out(void **state)
+{
+	fx_t *fx = *state;
+	assert_int_equal(load_str(fx, "auth:\n  disabled: true\n", NULL), 0);
+	assert_true(fx->cfg->auth.disabled);
+	assert_int_equal(fx->cfg->auth.leeway_s, 30);
+	assert_int_equal(
+	    load_str(fx, "service:\n  profile: scale-out\nauth:\n  disabled: true\n", NULL),
+	    -EINVAL);
+	assert_string_equal(fx->err.field, "/auth/disabled");
+	assert_err_contains(fx, "t.yaml:4: auth.disabled: refused in the scale-out profile");
+	char *env[] = {"GHASI_AUTH_DISABLED=true", NULL};
+	assert_int_equal(load_str(fx, "service:\n  profile: scale-out\n", env), -EINVAL);
+	assert_int_equal(load_str(fx, "auth:\n  leeway_s: 301\n", NULL), -EINVAL);
 }
 
 static void test_dump_loads_back_to_the_same(void **state)
@@ -402,9 +432,9 @@ static void test_key_list_for_docs(void **state)
 {
 	int n[2] = {0, 0};
 	assert_int_equal(gh_config_foreach_key(count_key, n), 0);
-	/* 2 service + 10 http + 4 store + 5 bus + 2 outbox + 1 log + 1 idem + 1 archive + 2 auth
+	/* 2 service + 11 http + 4 store + 5 bus + 2 outbox + 1 log + 1 idem + 1 archive + 6 auth
 	 * + 5 demo */
-	assert_int_equal(n[0], 33);
+	assert_int_equal(n[0], 38);
 	assert_int_equal(n[1], 1);
 }
 
@@ -482,6 +512,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_lists, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_env_overrides_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_env_override_checked_against_bounds, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_client_ca_needs_an_allowlist, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_auth_disabled_refused_in_scale_out, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_tls_cert_needs_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dump_loads_back_to_the_same, setup, teardown),
