@@ -452,6 +452,9 @@ int gh_csv_parse(gh_csv_t *p, const char **ppos, const char *end, gh_csv_record_
 			/* *s is the separator or a line end */
 			if (cls[(uint8_t)*s] == C_SEP) {
 				r = end_field(p, pos(p, s));
+				/* the separator opening one field too many is the offending byte */
+				if (!r && !p->skip && p->nf == p->max_fields)
+					r = fail(p, GH_CSV_E_TOO_MANY_FIELDS, pos(p, s));
 				p->state = S_FIELD;
 				s++;
 				if (r) {
@@ -713,11 +716,13 @@ static int write_cell(gh_csv_writer_t *w, const char *prefix, const char *s, siz
 	int rc = 0;
 	if (w->nf && (rc = put(w, &w->sep, 1)))
 		return rc;
+	if (q && (rc = put(w, "\"", 1)))
+		return rc;
 	if (prefix && (rc = put(w, prefix, 1)))
 		return rc;
 	if (!q) {
 		rc = put(w, s, len);
-	} else if (!(rc = put(w, "\"", 1))) {
+	} else {
 		const char *b = s, *e = s + len, *qq;
 		while (!rc && (qq = memchr(b, '"', (size_t)(e - b))) != NULL) {
 			rc = put(w, b, (size_t)(qq - b) + 1);
