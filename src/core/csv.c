@@ -215,10 +215,12 @@ static int append(gh_csv_t *p, const char *s, size_t n, uint64_t off)
 {
 	if (p->skip)
 		return 0;
-	if (n > p->max_field - p->flen)
-		return fail(p, GH_CSV_E_FIELD_TOO_LONG, off + (p->max_field - p->flen));
-	if (n > p->max_record - p->rbytes)
-		return fail(p, GH_CSV_E_RECORD_TOO_LONG, off + (p->max_record - p->rbytes));
+	/* the error is about the first byte over either limit, whatever the chunking */
+	size_t froom = p->max_field - p->flen, rroom = p->max_record - p->rbytes;
+	if (n > froom && froom <= rroom)
+		return fail(p, GH_CSV_E_FIELD_TOO_LONG, off + froom);
+	if (n > rroom)
+		return fail(p, GH_CSV_E_RECORD_TOO_LONG, off + rroom);
 	if (grow(p, p->used + n + 1))
 		return -ENOMEM;
 	memcpy(p->buf + p->used, s, n);
@@ -419,8 +421,9 @@ int gh_csv_parse(gh_csv_t *p, const char **ppos, const char *end, gh_csv_record_
 				s++;
 				break;
 			}
-			newline(p, s, *s == '\n' && after_cr(p, s));
+			/* a line end is located on the line it ends */
 			r = append(p, s, 1, pos(p, s));
+			newline(p, s, *s == '\n' && after_cr(p, s));
 			s++;
 			if (r) {
 				rc = r;
@@ -683,6 +686,8 @@ int gh_csv_writer_flush(gh_csv_writer_t *w)
 
 static int put(gh_csv_writer_t *w, const char *s, size_t n)
 {
+	if (!n)
+		return 0;
 	w->bytes += n;
 	if (w->sink) {
 		if (n > w->cap - w->used) {

@@ -373,6 +373,19 @@ static void test_limits_refuse_the_record_with_its_position(void **state)
 	assert_parses(&one, "\xEF\xBBz\n\"\"\"\"\nx\n", "E FIELD_TOO_LONG 1@1:2 f1\n2:|\"\n3:|x\n");
 }
 
+/* fuzz findings: the first byte over either limit decides the code whatever the chunking, and
+ * a quoted line end over a limit is located on the line it ends */
+static void test_first_byte_over_any_limit_is_reported(void **state)
+{
+	gh_csv_opts_t o = {.max_field = 10, .max_record = 8, .max_fields = 4};
+	assert_parses(&o, "abcdefghijklmnop\nok\n", "E RECORD_TOO_LONG 1@1:9 f1\n2:|ok\n");
+	gh_csv_opts_t f = {.max_field = 8, .max_record = 8};
+	assert_parses(&f, "abcdefghijklmnop\nok\n", "E FIELD_TOO_LONG 1@1:9 f1\n2:|ok\n");
+	gh_csv_opts_t one = {.max_field = 1};
+	assert_parses(&one, "\"b\nx\"\nk\n", "E FIELD_TOO_LONG 1@1:3 f1\n3:|k\n");
+	assert_parses(&one, "\"b\r\nx\"\nk\n", "E FIELD_TOO_LONG 1@1:3 f1\n3:|k\n");
+}
+
 static void test_memory_bounded_by_the_longest_record(void **state)
 {
 	void *ctx = talloc_new(NULL);
@@ -400,8 +413,9 @@ static void test_memory_bounded_by_the_longest_record(void **state)
 	const char *pos = big, *end = big + (1 << 20);
 	gh_csv_record_t r;
 	assert_int_equal(gh_csv_parse(p, &pos, end, &r), -EINVAL);
-	assert_int_equal(gh_csv_last_error(p)->code, GH_CSV_E_FIELD_TOO_LONG);
+	assert_int_equal(gh_csv_last_error(p)->code, GH_CSV_E_RECORD_TOO_LONG);
 	assert_int_equal(gh_csv_last_error(p)->line, 200001);
+	assert_int_equal(gh_csv_last_error(p)->column, 4097);
 	assert_int_equal(gh_csv_parse(p, &pos, end, &r), -EAGAIN);
 	assert_true(talloc_total_size(p) - base <= 2 * 4096 + 1024 * 8 + 2048);
 	assert_int_equal(gh_csv_finish(p, &r), -ENODATA);
@@ -570,6 +584,13 @@ static void test_writer_quotes_only_when_needed(void **state)
 	assert_int_equal(gh_csv_write_record(w, f2, l2, 1), 0);
 	assert_int_equal(gh_csv_write_end(w), -EINVAL);
 	size_t n;
+	/* fuzz finding: an empty first field before any output */
+	gh_csv_writer_t *e = gh_csv_writer_new(ctx, NULL, NULL, NULL);
+	assert_int_equal(gh_csv_write_field(e, "", 0), 0);
+	assert_int_equal(gh_csv_write_field(e, "", 0), 0);
+	assert_int_equal(gh_csv_write_end(e), 0);
+	assert_memory_equal(gh_csv_writer_data(e, &n), ",\r\n", 3);
+	assert_int_equal(n, 3);
 	const char *out = gh_csv_writer_data(w, &n);
 	const char *want =
 	    "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\"cr\r\",, sp \r\n\"\"\r\n";
@@ -742,6 +763,7 @@ int main(void)
 	    cmocka_unit_test(test_push_api_matches_pull_and_can_stop),
 	    cmocka_unit_test(test_reset_starts_a_new_stream),
 	    cmocka_unit_test(test_limits_refuse_the_record_with_its_position),
+	    cmocka_unit_test(test_first_byte_over_any_limit_is_reported),
 	    cmocka_unit_test(test_memory_bounded_by_the_longest_record),
 	    cmocka_unit_test(test_bad_options_refused),
 	    cmocka_unit_test(test_header_maps_the_import_columns_in_any_order),
