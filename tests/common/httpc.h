@@ -10,14 +10,14 @@
 
 typedef struct {
 	int fd;
-	char buf[1 << 16];
+	char buf[1 << 17];
 	size_t len;
 } gh_test_http_conn_t;
 
 typedef struct {
 	int status;
-	char head[4096]; /* status line and headers, NUL-terminated */
-	char body[1 << 15];
+	char head[4096];    /* status line and headers, NUL-terminated */
+	char body[1 << 16]; /* /metrics of a full app is tens of KB */
 	size_t body_len;
 } gh_test_http_resp_t;
 
