@@ -11,6 +11,7 @@
 
 #include "bus_impl.h"
 #include "log.h"
+#include "uuid.h"
 
 int64_t gh__bus_mono_ms(void)
 {
@@ -326,7 +327,15 @@ int gh_bus_subscribe(gh_bus_t *bus, const char *subject_filter, const char *dura
 	gh_bus_sub_t *sub = talloc_zero(bus, gh_bus_sub_t);
 	if (sub) {
 		sub->filter = talloc_strdup(sub, subject_filter);
-		sub->durable = talloc_strdup(sub, durable);
+		if (opts->per_process) {
+			/* Unique per subscription, so no other process (or subscription) can
+			 * bind to it; the prefix only tells people what it is. */
+			char id[37];
+			gh_uuid_v4(id);
+			sub->durable = talloc_asprintf(sub, "%s-%s", durable, id);
+		} else {
+			sub->durable = talloc_strdup(sub, durable);
+		}
 	}
 	pthread_mutex_unlock(&bus->lock);
 	if (!sub || !sub->filter || !sub->durable) {
@@ -342,6 +351,8 @@ int gh_bus_subscribe(gh_bus_t *bus, const char *subject_filter, const char *dura
 	sub->backoff_max_ms =
 	    opts->backoff_max_ms > 0 ? opts->backoff_max_ms : bus->cfg.backoff_max_ms;
 	sub->batch = opts->batch > 0 ? opts->batch : 64;
+	sub->per_process = opts->per_process != 0;
+	sub->inactive_ms = opts->inactive_ms > 0 ? opts->inactive_ms : 30000;
 	talloc_set_destructor(sub, sub_destructor);
 	rc = bus->ops->sub_start(sub);
 	if (rc < 0)
@@ -386,6 +397,8 @@ void gh_bus_unsubscribe(gh_bus_sub_t *sub)
 	talloc_free(sub);
 	pthread_mutex_unlock(&bus->lock);
 }
+
+const char *gh_bus_sub_name(const gh_bus_sub_t *sub) { return sub ? sub->durable : NULL; }
 
 int gh_bus_ready(void *ud, char *why, size_t n)
 {

@@ -17,6 +17,14 @@
  *   the dead-letter subject `<dlq_prefix>.<subject>` with the reason and then acknowledged.
  * - A message delivered but never acknowledged (consumer died, GH_BUS_ABANDON) is redelivered
  *   after ack_wait to any subscription of the same durable.
+ * - A per-process subscription (gh_bus_sub_opts_t.per_process: caches, broadcasts) has a consumer
+ *   of its own instead of a shared durable: it receives only messages published after
+ *   gh_bus_subscribe returned, no other subscription shares it (two of them each get every
+ *   message), and it is forgotten when unsubscribed (nats: the consumer is deleted; should the
+ *   process die first, the server removes it after inactive_ms). While it lives, acks, naks
+ *   with backoff, GH_BUS_REJECT, GH_BUS_ABANDON and dead-lettering behave as for a durable;
+ *   what is unacknowledged when it goes is dropped with it, since no other process could take
+ *   it over.
  * - Subjects are dot-separated tokens; filters use `*` (one token) and `>` (one or more trailing
  *   tokens) as in NATS. Only subjects within the stream's subjects are accepted, and a
  *   subscription filter must lie within them too (JetStream's rule, applied by both backends):
@@ -83,6 +91,12 @@ typedef struct gh_bus_sub_opts_s {
 	int64_t backoff_ms;
 	int64_t backoff_max_ms;
 	int batch; /* messages fetched per pull (nats) [64] */
+	/* 1: a per-process consumer (see top); the durable argument is then a name prefix and
+	 * the consumer is named "<prefix>-<random>" (gh_bus_sub_name). */
+	int per_process;
+	/* per_process on nats: the server deletes the consumer after this long without the
+	 * process pulling [30000] */
+	int64_t inactive_ms;
 } gh_bus_sub_opts_t;
 
 /* Handler outcomes besides 0 (ack) and a negative errno (failed: redeliver with backoff). */
@@ -125,7 +139,8 @@ int gh_bus_publish(gh_bus_t *bus, const char *subject, const char *msg_id, const
 int gh_bus_publish_batch(gh_bus_t *bus, const gh_bus_msg_t *msgs, size_t n, size_t *n_acked);
 
 /* Subscribe durable consumer `durable` (letters, digits, '-' and '_') to messages matching
- * subject_filter and start its worker thread. The subscription is a talloc child of the bus.
+ * subject_filter and start its worker thread (opts->per_process: a consumer of this process
+ * alone, durable is the prefix of its name). The subscription is a talloc child of the bus.
  * For nats the consumer is created, or updated when it exists, with explicit acks.
  * Returns 0, -EINVAL (bad arguments, or a filter outside the stream's subjects), -EEXIST (the
  * durable exists with another filter), -EIO. */
@@ -133,9 +148,12 @@ int gh_bus_subscribe(gh_bus_t *bus, const char *subject_filter, const char *dura
                      gh_bus_handler_t handler, void *ud, const gh_bus_sub_opts_t *opts,
                      gh_bus_sub_t **out);
 /* Stop the worker: an in-flight handler finishes and its outcome is applied; messages fetched
- * but not handed to the handler go back to the durable at once. The durable itself stays.
- * NULL is a no-op. Must not be called from the subscription's own handler. */
+ * but not handed to the handler go back to the durable at once. The durable itself stays; a
+ * per-process consumer is deleted (nats: when the server cannot be reached, it expires after
+ * inactive_ms). NULL is a no-op. Must not be called from the subscription's own handler. */
 void gh_bus_unsubscribe(gh_bus_sub_t *sub);
+/* The consumer's name: the durable, or the generated name of a per-process consumer. */
+const char *gh_bus_sub_name(const gh_bus_sub_t *sub);
 
 /* Readiness for /readyz: 0 when the bus can publish (nats: connected and the server answers a
  * ping within 1 s), else -EIO with why filled. ud is the gh_bus_t. */

@@ -66,6 +66,8 @@ struct gh_bus_sub_s {
 	int64_t backoff_ms;
 	int64_t backoff_max_ms;
 	int batch;
+	int per_process; /* durable is then the generated consumer name */
+	int64_t inactive_ms;
 	void *be;
 	pthread_t thread;
 	int started;

@@ -2,7 +2,9 @@
  *
  * One log of messages (sequence numbers from 1, trimmed by max_msgs and max_age), a
  * de-duplication table of msg ids seen within the window, and durable consumers that keep their
- * position and their delivered-but-unacknowledged messages for as long as the bus lives. One
+ * position and their delivered-but-unacknowledged messages for as long as the bus lives. A
+ * per-process consumer is the same structure kept out of the durables list: it starts at the
+ * end of the log and is freed when its subscription goes. One
  * mutex guards all of it; workers wait on one condition variable (CLOCK_MONOTONIC) that
  * publishes, naks and stops broadcast. Handlers run without the lock held, on a stored message
  * kept alive by a reference count. */
@@ -314,7 +316,18 @@ static int ip_sub_start(gh_bus_sub_t *sub)
 	ip_bus_t *ip = sub->bus->be;
 	int rc = 0;
 	pthread_mutex_lock(&ip->lock);
-	ip_durable_t *d;
+	ip_durable_t *d = NULL;
+	if (sub->per_process) {
+		d = calloc(1, sizeof(*d));
+		if (!d || !(d->filter = strdup(sub->filter))) {
+			free(d);
+			rc = -ENOMEM;
+			goto out;
+		}
+		d->next_seq = ip->last_seq + 1; /* only what is published from now on */
+		sub->be = d;
+		goto out;
+	}
 	for (d = ip->durables; d; d = d->next)
 		if (strcmp(d->name, sub->durable) == 0)
 			break;
@@ -462,7 +475,16 @@ static void ip_sub_wake(gh_bus_sub_t *sub)
 	pthread_mutex_unlock(&ip->lock);
 }
 
-static void ip_sub_free(gh_bus_sub_t *sub) { sub->be = NULL; /* the durable stays */ }
+static void ip_sub_free(gh_bus_sub_t *sub)
+{
+	ip_durable_t *d = sub->be;
+	sub->be = NULL;
+	if (!sub->per_process)
+		return; /* the durable stays */
+	free(d->pend);
+	free(d->filter);
+	free(d);
+}
 
 static int ip_ready(gh_bus_t *bus, char *why, size_t n) { return 0; }
 

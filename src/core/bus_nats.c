@@ -9,7 +9,11 @@
  * then binds to: nats.c deletes a consumer that its own subscribe call created as soon as the
  * subscription is unsubscribed, which would make the durable not durable. Redelivery is bounded
  * here, not by the server's MaxDeliver (left unlimited), so that a message whose consumer keeps
- * dying still ends in the dead-letter subject instead of silently stopping. */
+ * dying still ends in the dead-letter subject instead of silently stopping.
+ *
+ * A per-process subscription is a named ephemeral pull consumer (DeliverPolicy New, memory
+ * storage, InactiveThreshold): deleted here on unsubscribe, and by the server when the process
+ * stops pulling for inactive_ms (crash, partition). */
 #include <errno.h>
 #include <inttypes.h>
 #include <nats/nats.h>
@@ -315,15 +319,23 @@ static int nb_sub_start(gh_bus_sub_t *sub)
 		return -ENOMEM;
 	sub->be = ns;
 	jsConsumerConfig_Init(&cc);
-	cc.Durable = sub->durable;
 	cc.FilterSubject = sub->filter;
 	cc.AckPolicy = js_AckExplicit;
 	cc.AckWait = sub->ack_wait_ms * NS_PER_MS;
 	cc.MaxDeliver = -1;
-	cc.DeliverPolicy = js_DeliverAll;
+	if (sub->per_process) {
+		cc.Name = sub->durable;
+		cc.DeliverPolicy = js_DeliverNew;
+		cc.InactiveThreshold = sub->inactive_ms * NS_PER_MS;
+		cc.MemoryStorage = true;
+	} else {
+		cc.Durable = sub->durable;
+		cc.DeliverPolicy = js_DeliverAll;
+	}
 	natsStatus s = js_AddConsumer(&ci, nb->js, bus->cfg.stream, &cc, NULL, &jerr);
-	if (s != NATS_OK && (jerr == JSConsumerNameExistErr ||
-	                     jerr == JSConsumerExistingActiveErr || jerr == JSConsumerCreateErr)) {
+	if (s != NATS_OK && !sub->per_process &&
+	    (jerr == JSConsumerNameExistErr || jerr == JSConsumerExistingActiveErr ||
+	     jerr == JSConsumerCreateErr)) {
 		jsConsumerInfo_Destroy(ci);
 		ci = NULL;
 		jerr = 0;
@@ -343,12 +355,28 @@ static int nb_sub_start(gh_bus_sub_t *sub)
 	jsSubOptions_Init(&so);
 	so.Stream = bus->cfg.stream;
 	so.Consumer = sub->durable;
-	s = js_PullSubscribe(&ns->s, nb->js, sub->filter, sub->durable, NULL, &so, &jerr);
+	so.Config.MemoryStorage = cc.MemoryStorage; /* nats.c checks it against the consumer's */
+	s = js_PullSubscribe(&ns->s, nb->js, sub->filter, sub->per_process ? NULL : sub->durable,
+	                     NULL, &so, &jerr);
 	if (s != NATS_OK) {
 		log_nats("bus pull subscribe failed", s, jerr);
 		return -EIO;
 	}
 	return 0;
+}
+
+/* Delete a per-process consumer; when that fails (server unreachable) it expires by itself. */
+static void consumer_delete(gh_bus_sub_t *sub)
+{
+	nb_bus_t *nb = sub->bus->be;
+	jsErrCode jerr = 0;
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = 1000;
+	natsStatus s = js_DeleteConsumer(nb->js, sub->bus->cfg.stream, sub->durable, &jo, &jerr);
+	if (s != NATS_OK && jerr != JSConsumerNotFoundErr)
+		gh_log(GH_LOG_INFO, "bus per-process consumer not deleted; the server expires it",
+		       "consumer", sub->durable, "status", natsStatus_GetText(s), NULL);
 }
 
 /* The message as the handler sees it; strings point into natsMsg or tmp. */
@@ -453,6 +481,9 @@ static void nb_sub_free(gh_bus_sub_t *sub)
 {
 	nb_sub_t *ns = sub->be;
 	natsSubscription_Destroy(ns->s);
+	/* Also when sub_start failed half-way: the consumer may exist without a subscription. */
+	if (sub->per_process)
+		consumer_delete(sub);
 	free(ns);
 	sub->be = NULL;
 }

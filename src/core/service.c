@@ -2,7 +2,9 @@
 #include "service.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <talloc.h>
@@ -13,12 +15,32 @@
 #include "migrate.h"
 #include "uuid.h"
 
+#define MAX_CONSUMERS 16
+/* Server-side expiry of a per-instance consumer whose process is gone. Longer than the bus
+ * default because the consumer's worker cannot pull while its first handler waits for the
+ * service's init (index loads); an orphan costs the server only a little memory meanwhile. */
+#define PER_INSTANCE_INACTIVE_MS 300000
+
+struct mounted_s;
+
+/* The ud of a per-instance consumer's subscription, which starts before the state exists. */
+typedef struct consumer_ref_s {
+	struct mounted_s *m;
+	const gh_service_consumer_t *c;
+} consumer_ref_t;
+
 /* What the app keeps per mounted service, for shutdown. */
 typedef struct mounted_s {
 	const gh_service_t *svc;
 	void *state;
-	gh_bus_sub_t *subs[16];
+	gh_bus_sub_t *subs[MAX_CONSUMERS];
+	consumer_ref_t refs[MAX_CONSUMERS];
 	size_t nsubs;
+	/* 0 while init runs, 1 once it returned 0, -1 when it failed: held per-instance
+	 * handlers wait for it to leave 0 (mu, cv). */
+	atomic_int gate;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
 	struct mounted_s *next;
 } mounted_t;
 
@@ -163,6 +185,67 @@ int gh_app_migrate(gh_app_t *app, const gh_service_t *svc, gh_err_t *err)
 	return gh_migrate_run(app->store, svc->migrations, gh_sql_files, err);
 }
 
+/* A per-instance consumer's handler: waits until the service's init returned, then runs the
+ * service's handler with the state. A message that arrives while init fails is left
+ * unacknowledged; the subscription is going away with it. */
+static int gated_handler(const gh_bus_msg_t *msg, void *ud, char *reason, size_t reason_len)
+{
+	consumer_ref_t *r = ud;
+	mounted_t *m = r->m;
+	if (atomic_load(&m->gate) == 0) {
+		pthread_mutex_lock(&m->mu);
+		while (atomic_load(&m->gate) == 0)
+			pthread_cond_wait(&m->cv, &m->mu);
+		pthread_mutex_unlock(&m->mu);
+	}
+	if (atomic_load(&m->gate) < 0)
+		return GH_BUS_ABANDON;
+	return r->c->fn(msg, m->state, reason, reason_len);
+}
+
+static void gate_open(mounted_t *m, int v)
+{
+	pthread_mutex_lock(&m->mu);
+	atomic_store(&m->gate, v);
+	pthread_cond_broadcast(&m->cv);
+	pthread_mutex_unlock(&m->mu);
+}
+
+static int mounted_destructor(mounted_t *m)
+{
+	pthread_cond_destroy(&m->cv);
+	pthread_mutex_destroy(&m->mu);
+	return 0;
+}
+
+/* Subscribe svc's consumers whose per_instance flag is per_instance. */
+static int subscribe_consumers(gh_app_t *app, mounted_t *m, int per_instance, gh_err_t *err)
+{
+	const gh_service_t *svc = m->svc;
+	for (const gh_service_consumer_t *c = svc->consumers; c && c->subject_filter; c++) {
+		if ((c->per_instance != 0) != per_instance)
+			continue;
+		if (m->nsubs == MAX_CONSUMERS)
+			return gh_err_set(err, GH_E_INTERNAL, NULL,
+			                  "service %s: too many consumers", svc->name);
+		const char *name = c->durable ? c->durable : svc->name;
+		gh_bus_sub_opts_t o = {.per_process = per_instance,
+		                       .inactive_ms = per_instance ? PER_INSTANCE_INACTIVE_MS : 0};
+		consumer_ref_t *r = &m->refs[m->nsubs];
+		*r = (consumer_ref_t){m, c};
+		int rc = per_instance ? gh_bus_subscribe(app->bus, c->subject_filter, name,
+		                                         gated_handler, r, &o, &m->subs[m->nsubs])
+		                      : gh_bus_subscribe(app->bus, c->subject_filter, name, c->fn,
+		                                         m->state, &o, &m->subs[m->nsubs]);
+		if (rc < 0)
+			return gh_err_set(err, GH_E_UNAVAILABLE, NULL,
+			                  "service %s: consumer %s: %s", svc->name, name,
+			                  strerror(-rc));
+		m->nsubs++;
+	}
+	return 0;
+}
+
 int gh_app_mount(gh_app_t *app, const gh_service_t *svc, gh_err_t *err)
 {
 	app_priv_t *a = priv(app);
@@ -170,10 +253,24 @@ int gh_app_mount(gh_app_t *app, const gh_service_t *svc, gh_err_t *err)
 	if (rc < 0)
 		return rc;
 	mounted_t *m = talloc_zero(a, mounted_t);
+	if (!m)
+		return gh_err_set(err, GH_E_INTERNAL, NULL, "out of memory");
 	m->svc = svc;
-	if (svc->init && (rc = svc->init(app, &m->state)) < 0)
-		return gh_err_set(err, GH_E_INTERNAL, NULL, "service %s failed to start: %s",
-		                  svc->name, strerror(-rc));
+	pthread_mutex_init(&m->mu, NULL);
+	pthread_cond_init(&m->cv, NULL);
+	talloc_set_destructor(m, mounted_destructor);
+	rc = subscribe_consumers(app, m, 1, err);
+	if (rc == 0 && svc->init && (rc = svc->init(app, &m->state)) < 0)
+		rc = gh_err_set(err, GH_E_INTERNAL, NULL, "service %s failed to start: %s",
+		                svc->name, strerror(-rc));
+	if (rc < 0) {
+		gate_open(m, -1);
+		for (size_t i = 0; i < m->nsubs; i++)
+			gh_bus_unsubscribe(m->subs[i]);
+		talloc_free(m);
+		return rc;
+	}
+	gate_open(m, 1);
 	m->next = a->mounted;
 	a->mounted = m;
 	for (const gh_service_route_t *r = svc->routes; r && r->method; r++) {
@@ -197,18 +294,8 @@ int gh_app_mount(gh_app_t *app, const gh_service_t *svc, gh_err_t *err)
 			return gh_err_set(err, GH_E_INTERNAL, NULL, "service %s: job %s: %s",
 			                  svc->name, j->name, strerror(-rc));
 	}
-	for (const gh_service_consumer_t *c = svc->consumers; c && c->subject_filter; c++) {
-		if (m->nsubs == sizeof(m->subs) / sizeof(m->subs[0]))
-			return gh_err_set(err, GH_E_INTERNAL, NULL,
-			                  "service %s: too many consumers", svc->name);
-		rc = gh_bus_subscribe(app->bus, c->subject_filter, c->durable, c->fn, m->state,
-		                      NULL, &m->subs[m->nsubs]);
-		if (rc < 0)
-			return gh_err_set(err, GH_E_UNAVAILABLE, NULL,
-			                  "service %s: consumer %s: %s", svc->name, c->durable,
-			                  strerror(-rc));
-		m->nsubs++;
-	}
+	if ((rc = subscribe_consumers(app, m, 0, err)) < 0)
+		return rc;
 	if (svc->ready)
 		gh_http_readiness(app->http, svc->name, svc->ready, m->state);
 	gh_log(GH_LOG_INFO, "service mounted", "name", svc->name, NULL);

@@ -45,6 +45,12 @@ typedef struct gh_service_consumer_s {
 	const char *subject_filter;
 	const char *durable; /* durable consumer name, shared by the service's replicas */
 	gh_bus_handler_t fn; /* called with the service state as ud */
+	/* 1: every replica gets every message (cache invalidation): a per-process bus consumer
+	 * (bus.h) named "<durable>-<random>" (durable NULL: the service's name). It is
+	 * subscribed before the service's init runs, so a snapshot loaded in init misses
+	 * nothing published after it; fn is held until init returned (never called when init
+	 * fails). A shared consumer (0) starts after init. */
+	int per_instance;
 } gh_service_consumer_t;
 
 typedef struct gh_service_s {

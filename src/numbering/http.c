@@ -667,6 +667,7 @@ typedef struct {
 	int64_t expected_version;
 	int64_t now;
 	char status[16]; /* pools: the status after the change */
+	int64_t quota[NUM_KIND__COUNT], held[NUM_KIND__COUNT]; /* pools: after the change */
 	bool ok;
 } adm_run_t;
 
@@ -705,6 +706,12 @@ static int adm_fn(gh_conn_t *c, gh_http_req_t *req, void *ud, int *status, json_
 	if (rc < 0)
 		return rc;
 	snprintf(a->status, sizeof a->status, "%s", gh_json_get_str(out, "status", ""));
+	for (int k = 0; k < NUM_KIND__COUNT; k++) {
+		const char *kn = num_kind_name((num_kind_t)k);
+		a->quota[k] =
+		    json_integer_value(json_object_get(json_object_get(out, "quotas"), kn));
+		a->held[k] = json_integer_value(json_object_get(json_object_get(out, "held"), kn));
+	}
 	*body = out;
 	a->ok = true;
 	return 0;
@@ -736,6 +743,7 @@ static int run_admin(gh_http_req_t *req, num_svc_t *s, adm_run_t *a, json_t *b)
 		/* The pool's status reaches this replica's index at once; other replicas get the
 		 * repository's num.cache.invalidate.v1. */
 		num_svc_pool_sync(s, a->id, a->status);
+		num_svc_pool_usage(s, a->id, a->quota, a->held);
 	}
 	return rc;
 }

@@ -2040,6 +2040,51 @@ int num_repo_operator_table(num_repo_t *r, gh_operator_t *ops, size_t cap, size_
 	return rc < 0 ? -EIO : 0;
 }
 
+/* ---- metrics --------------------------------------------------------------------------- */
+
+int num_repo_pool_usage(num_repo_t *r, num_pool_usage_fn fn, void *ud)
+{
+	gh_conn_t *c;
+	gh_rows_t *rs;
+	if (repo_acquire(r, &c) < 0)
+		return -EIO;
+	int rc = gh_conn_query(c,
+	                       "SELECT tenant_id, quota_msisdn, quota_short_code, quota_alpha, "
+	                       "held_msisdn, held_short_code, held_alpha FROM num_pools "
+	                       "ORDER BY tenant_id",
+	                       NULL, 0, &rs);
+	if (rc == 0) {
+		while ((rc = gh_rows_next(rs)) > 0) {
+			int64_t quota[NUM_KIND__COUNT], held[NUM_KIND__COUNT];
+			for (int k = 0; k < NUM_KIND__COUNT; k++) {
+				quota[k] = gh_rows_i64(rs, 1 + k);
+				held[k] = gh_rows_i64(rs, 4 + k);
+			}
+			fn(ud, gh_rows_text(rs, 0), quota, held);
+		}
+		gh_rows_close(rs);
+	}
+	repo_release(r, c);
+	return rc < 0 ? -EIO : 0;
+}
+
+int num_repo_quarantine_backlog(num_repo_t *r, int64_t *count)
+{
+	gh_conn_t *c;
+	gh_rows_t *rs;
+	if (repo_acquire(r, &c) < 0)
+		return -EIO;
+	/* num_numbers_state (state, key) answers it from the index. */
+	int rc = gh_conn_query_one(
+	    c, "SELECT COUNT(*) FROM num_numbers WHERE state = 'QUARANTINED'", NULL, 0, &rs);
+	if (rc == 0) {
+		*count = gh_rows_i64(rs, 0);
+		gh_rows_close(rs);
+	}
+	repo_release(r, c);
+	return rc < 0 ? -EIO : 0;
+}
+
 /* ---- pools ---------------------------------------------------------------------------- */
 
 static const gh_json_field_t quota_fields[] = {

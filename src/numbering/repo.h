@@ -204,6 +204,16 @@ int num_repo_pool_patch(num_repo_t *r, const char *tenant_id, const json_t *body
                         int64_t expected_version, const char *actor, int64_t now_ms, json_t **out,
                         gh_err_t *err);
 
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+/* Called once per pool with its quotas and held counters per kind (num_kind_t order). */
+typedef void (*num_pool_usage_fn)(void *ud, const char *tenant_id, const int64_t *quota,
+                                  const int64_t *held);
+/* Every pool's quotas and held counters, in tenant order. 0 or -EIO. */
+int num_repo_pool_usage(num_repo_t *r, num_pool_usage_fn fn, void *ud);
+/* Numbers in QUARANTINED. 0 or -EIO. */
+int num_repo_quarantine_backlog(num_repo_t *r, int64_t *count);
+
 /* The number resource as JSON (the HTTP body): {identifier, kind, state, operator_id,
  * tenant_id?, version, vanity_tier, reservation?, lease?, quarantine?}. New reference. */
 json_t *num_number_json(const num_number_t *n);

@@ -3,8 +3,8 @@
  * See service.h. */
 #include "service.h"
 
-#include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +48,10 @@ static const gh_config_key_t num_keys[] = {
      .check = check_schedule, .help = "reservation expiry sweep (one replica at a time)"},
     {"quarantine_sweep", GH_CFG_STR, O(quarantine_sweep), .def_str = "@every 5m",
      .check = check_schedule, .help = "quarantine cool-off sweep (one replica at a time)"},
+    {"metrics_refresh", GH_CFG_STR, O(metrics_refresh), .def_str = "@every 15s",
+     .check = check_schedule,
+     .help = "refresh of the gauges read from the database (pool utilisation, quarantine "
+             "backlog, outbox lag; every replica)"},
     {"sweep_batch", GH_CFG_INT, O(sweep_batch), .def = 500, .min = 1, .max = 100000,
      .help = "numbers one sweep run handles at most"},
     {"reserve_ttl_default_s", GH_CFG_INT, O(reserve_ttl_default_s), .def = 900, .min = 1,
@@ -88,6 +92,12 @@ static const char *const vres_names[NUM_VR__COUNT + 2] = {
     "LEASE_EXPIRED", "QUARANTINE_ACTIVE", "TENANT_SUSPENDED", "UNAVAILABLE",  "INVALID_ARGUMENT",
 };
 
+static double outbox_lag_s(void *ud)
+{
+	num_svc_t *s = ud;
+	return (double)atomic_load(&s->outbox_lag_ms) / 1000.0;
+}
+
 static void register_metrics(num_svc_t *s, gh_metrics_t *m)
 {
 	if (!m)
@@ -105,6 +115,85 @@ static void register_metrics(num_svc_t *s, gh_metrics_t *m)
 	                                  "reservations ended by their TTL", NULL);
 	s->g_audit_broken = gh_metrics_gauge(m, "numbering_audit_chain_broken",
 	                                     "1 when the last audit verify found a break", NULL);
+	s->g_quarantine =
+	    gh_metrics_gauge(m, "numbering_quarantine_backlog",
+	                     "numbers in QUARANTINED (refreshed by numbering-metrics)", NULL);
+	/* From the outbox table, not the relay's own ghasi_outbox_lag_ms: only the replica
+	 * holding the relay lease updates that one, and it keeps its last value after losing
+	 * the lease; every replica can read the table. */
+	if (gh_metrics_gauge_fn(m, "numbering_outbox_lag_seconds",
+	                        "age of the oldest event not yet relayed to the bus (refreshed by "
+	                        "numbering-metrics)",
+	                        NULL, outbox_lag_s, s) < 0)
+		gh_log(GH_LOG_WARN, "numbering: cannot register numbering_outbox_lag_seconds",
+		       NULL);
+	s->metrics = m;
+}
+
+static double pool_ratio(void *ud)
+{
+	num_pool_use_t *u = ud;
+	int64_t held = atomic_load(&u->held), quota = atomic_load(&u->quota);
+	if (quota > 0)
+		return (double)held / (double)quota;
+	return held > 0 ? INFINITY : 0.0; /* holding numbers under a zero quota */
+}
+
+void num_svc_pool_usage(num_svc_t *s, const char *tenant_id, const int64_t *quota,
+                        const int64_t *held)
+{
+	if (!s->metrics || !tenant_id)
+		return;
+	pthread_mutex_lock(&s->pools_mu);
+	num_pool_gauge_t *p;
+	for (p = s->pools; p; p = p->next)
+		if (strcmp(p->tenant, tenant_id) == 0)
+			break;
+	if (!p && (p = talloc_zero(s, num_pool_gauge_t)) != NULL) {
+		snprintf(p->tenant, sizeof p->tenant, "%s", tenant_id);
+		for (int k = 0; k < NUM_KIND__COUNT; k++) {
+			atomic_store(&p->k[k].held, held[k]);
+			atomic_store(&p->k[k].quota, quota[k]);
+			char *l = gh_metrics_labels(p, "tenant", tenant_id, "kind",
+			                            num_kind_name((num_kind_t)k), NULL);
+			if (!l ||
+			    gh_metrics_gauge_fn(s->metrics, "numbering_pool_utilisation_ratio",
+			                        "held / quota per tenant pool and kind", l,
+			                        pool_ratio, &p->k[k]) < 0)
+				gh_log(GH_LOG_WARN, "numbering: pool gauge not registered",
+				       "tenant", tenant_id, NULL);
+		}
+		p->next = s->pools;
+		s->pools = p;
+	}
+	for (int k = 0; p && k < NUM_KIND__COUNT; k++) {
+		atomic_store(&p->k[k].held, held[k]);
+		atomic_store(&p->k[k].quota, quota[k]);
+	}
+	pthread_mutex_unlock(&s->pools_mu);
+}
+
+static void pool_usage_cb(void *ud, const char *tenant_id, const int64_t *quota,
+                          const int64_t *held)
+{
+	num_svc_pool_usage(ud, tenant_id, quota, held);
+}
+
+int num_svc_metrics_refresh(num_svc_t *s, int64_t now_ms)
+{
+	if (!s->metrics || !s->repo)
+		return 0;
+	int rc = num_repo_pool_usage(s->repo, pool_usage_cb, s);
+	int64_t n = 0, age = 0;
+	if (num_repo_quarantine_backlog(s->repo, &n) == 0)
+		gh_gauge_set(s->g_quarantine, n);
+	else
+		rc = -EIO;
+	if (s->store && gh_outbox_pending(s->store, now_ms, &n, &age) == 0)
+		atomic_store(&s->outbox_lag_ms, age > 0 ? age : 0);
+	else if (s->store)
+		rc = -EIO;
+	return rc < 0 ? -EIO : 0;
 }
 
 int num_svc_new(void *ctx, num_index_t *ix, num_repo_t *repo, gh_clock_t *clock,
@@ -131,6 +220,7 @@ int num_svc_new(void *ctx, num_index_t *ix, num_repo_t *repo, gh_clock_t *clock,
 	}
 	atomic_store(&s->optab, t);
 	pthread_mutex_init(&s->pool_mu, NULL);
+	pthread_mutex_init(&s->pools_mu, NULL);
 	register_metrics(s, metrics);
 	*out = s;
 	return 0;
@@ -396,6 +486,9 @@ static int job_sweep(void *ud, int64_t now_ms)
 {
 	num_svc_t *s = ud;
 	int n = num_repo_sweep_due(s->repo, now_ms, (int)s->cfg.sweep_batch);
+	int64_t backlog;
+	if (n >= 0 && num_repo_quarantine_backlog(s->repo, &backlog) == 0)
+		gh_gauge_set(s->g_quarantine, backlog);
 	if (n > 0) {
 		char buf[16];
 		snprintf(buf, sizeof buf, "%d", n);
@@ -419,6 +512,10 @@ static int job_operators(void *ud, int64_t now_ms)
 	return num_svc_reload_operators(ud);
 }
 
+/* Every replica: gauges read from the database (pools, quarantine backlog, outbox lag), so each
+ * replica's /metrics shows them, off the hot path. */
+static int job_metrics(void *ud, int64_t now_ms) { return num_svc_metrics_refresh(ud, now_ms); }
+
 static const gh_service_job_t num_jobs[] = {
     {"numbering-idempotency-purge", "@hourly", job_idem_purge, 0},
     {"numbering-operators-reload", "@every 1m", job_operators, 0},
@@ -439,26 +536,10 @@ static int num_ready(void *ud, char *why, size_t n)
 	return 0;
 }
 
-static void num_stop(void *state)
+static int add_job(num_svc_t *s, const char *name, const char *sched, gh_sched_job_fn fn,
+                   unsigned flags)
 {
-	num_svc_t *s = state;
-	gh_bus_unsubscribe(s->cache_sub);
-	s->cache_sub = NULL;
-}
-
-/* "numcache-" + the instance id with anything but [A-Za-z0-9_-] made '_'. */
-static void durable_name(const char *instance, char *out, size_t n)
-{
-	int o = snprintf(out, n, "numcache-");
-	for (const char *p = instance; *p && (size_t)o + 1 < n; p++)
-		out[o++] = (isalnum((unsigned char)*p) || *p == '-' || *p == '_') ? *p : '_';
-	out[o] = '\0';
-}
-
-static int add_job(num_svc_t *s, const char *name, const char *sched, gh_sched_job_fn fn)
-{
-	gh_sched_job_def_t d = {
-	    .name = name, .schedule = sched, .fn = fn, .ud = s, .flags = GH_SCHED_LEASED};
+	gh_sched_job_def_t d = {.name = name, .schedule = sched, .fn = fn, .ud = s, .flags = flags};
 	return gh_sched_job_add(s->app->sched, &d);
 }
 
@@ -531,6 +612,7 @@ static int num_init(gh_app_t *app, void **state)
 		       "numbering: index full; misses go to the database (raise "
 		       "numbering.index_capacity)",
 		       NULL);
+	num_svc_metrics_refresh(s, now); /* the job retries every 15 s */
 	/* The load read every change committed before it: the index is fresh as of now. */
 	num_index_touch(ix, gh_clock_now_ms(app->clock));
 	num_index_stats_t st;
@@ -539,19 +621,13 @@ static int num_init(gh_app_t *app, void **state)
 	snprintf(buf2, sizeof buf2, "%.1f", (double)(gh_clock_mono_ns(app->clock) - t0) / 1e6);
 	gh_log(GH_LOG_INFO, "numbering: index loaded", "numbers", buf, "ms", buf2, NULL);
 
-	char durable[96];
-	durable_name(app->instance_id, durable, sizeof durable);
-	rc = gh_bus_subscribe(app->bus, NUM_CACHE_SUBJECT, durable, on_invalidate, s, NULL,
-	                      &s->cache_sub);
-	if (rc < 0) {
-		gh_log(GH_LOG_ERROR, "numbering: cannot subscribe to the invalidation stream",
-		       "error", strerror(-rc), NULL);
-		goto fail;
-	}
-	if ((rc = add_job(s, "numbering-heartbeat", cfg.heartbeat, job_heartbeat)) < 0 ||
-	    (rc = add_job(s, "numbering-reservation-expiry", cfg.reservation_sweep, job_expire)) <
+	const unsigned L = GH_SCHED_LEASED;
+	if ((rc = add_job(s, "numbering-heartbeat", cfg.heartbeat, job_heartbeat, L)) < 0 ||
+	    (rc = add_job(s, "numbering-reservation-expiry", cfg.reservation_sweep, job_expire,
+	                  L)) < 0 ||
+	    (rc = add_job(s, "numbering-quarantine-sweep", cfg.quarantine_sweep, job_sweep, L)) <
 	        0 ||
-	    (rc = add_job(s, "numbering-quarantine-sweep", cfg.quarantine_sweep, job_sweep)) < 0)
+	    (rc = add_job(s, "numbering-metrics", cfg.metrics_refresh, job_metrics, 0)) < 0)
 		goto fail;
 	talloc_steal(app->ctx, ix);
 	talloc_steal(app->ctx, s);
@@ -559,12 +635,18 @@ static int num_init(gh_app_t *app, void **state)
 	*state = s;
 	return 0;
 fail:
-	if (s && s->cache_sub)
-		gh_bus_unsubscribe(s->cache_sub);
 	gh_err_clear(&err);
 	talloc_free(tmp);
 	return rc < 0 ? rc : -EIO;
 }
+
+/* Every replica applies every invalidation to its own index: a per-instance consumer, which the
+ * app subscribes before num_init loads the index, so nothing committed after the load is
+ * missed (earlier changes are in the load; replays are harmless, entries carry versions). */
+static const gh_service_consumer_t num_consumers[] = {
+    {NUM_CACHE_SUBJECT, "numcache", on_invalidate, .per_instance = 1},
+    {NULL},
+};
 
 static const char *const num_subjects[] = {"number.*.v1", NUM_CACHE_SUBJECT, "numbering.>", NULL};
 
@@ -573,9 +655,9 @@ const gh_service_t num_service = {
     .migrations = "numbering",
     .subjects = num_subjects,
     .init = num_init,
-    .stop = num_stop,
+    .stop = NULL,
     .routes = num_routes,
     .jobs = num_jobs,
-    .consumers = NULL, /* the cache consumer's durable is per replica: subscribed in init */
+    .consumers = num_consumers,
     .ready = num_ready,
 };

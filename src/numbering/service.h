@@ -1,9 +1,10 @@
 /* service: the numbering service as `ghasi serve` hosts it (numbering spec; issue 3, items 4-6).
  *
  * num_service is the gh_service_t table: migrations "numbering", the HTTP routes of http.c, the
- * jobs (index heartbeat, reservation expiry, quarantine sweep, idempotency purge), and init/stop,
- * which open the repository, seed the operators (and the demo data, seed.c), load the number
- * index and subscribe this replica to num.cache.invalidate.v1.
+ * jobs (index heartbeat, reservation expiry, quarantine sweep, idempotency purge), the per-instance
+ * consumer of num.cache.invalidate.v1 (every replica applies every invalidation to its index),
+ * and init, which opens the repository, seeds the operators (and the demo data, seed.c) and
+ * loads the number index.
  *
  * The state (num_svc_t) is shared by service.c, http.c and seed.c; handlers run concurrently on
  * the HTTP threads, so everything in it is either immutable after init, lock-free (the index,
@@ -32,6 +33,7 @@ typedef struct num_config_s {
 	char *heartbeat;            /* schedule of the invalidation-stream heartbeat */
 	char *reservation_sweep;    /* schedule of the reservation expiry sweep */
 	char *quarantine_sweep;     /* schedule of the quarantine cool-off sweep */
+	char *metrics_refresh;      /* schedule of the database-read gauges (every replica) */
 	int64_t sweep_batch;        /* rows per sweep run */
 	int64_t reserve_ttl_default_s;
 	int64_t reserve_ttl_max_s;
@@ -51,6 +53,18 @@ typedef struct num_optab_s {
 	gh_operator_t ops[];
 } num_optab_t;
 
+/* numbering_pool_utilisation_ratio{tenant,kind} of one pool: values the job and pool writes
+ * set, read at scrape time by gauge functions (held / quota). */
+typedef struct num_pool_use_s {
+	_Atomic int64_t held, quota;
+} num_pool_use_t;
+
+typedef struct num_pool_gauge_s {
+	struct num_pool_gauge_s *next;
+	char tenant[NUM_ID_MAX];
+	num_pool_use_t k[NUM_KIND__COUNT]; /* the gauge function's ud */
+} num_pool_gauge_t;
+
 typedef struct num_svc_s {
 	void *ctx;
 	gh_app_t *app; /* NULL when built by num_svc_new for a benchmark */
@@ -60,7 +74,6 @@ typedef struct num_svc_s {
 	gh_store_t *store; /* NULL without a database */
 	num_repo_t *repo;  /* NULL without a database: a miss is then UNAVAILABLE */
 	num_index_t *ix;
-	gh_bus_sub_t *cache_sub;
 	_Atomic(const num_optab_t *) optab;
 	pthread_mutex_t pool_mu; /* orders pool status updates of the index (num_svc_pool_sync) */
 	int64_t idem_ttl_ms;
@@ -70,6 +83,11 @@ typedef struct num_svc_s {
 	gh_counter_t *c_hits, *c_misses;
 	gh_counter_t *c_expired;
 	gh_gauge_t *g_audit_broken;
+	gh_gauge_t *g_quarantine;      /* numbering_quarantine_backlog */
+	_Atomic int64_t outbox_lag_ms; /* numbering_outbox_lag_seconds, read at scrape */
+	gh_metrics_t *metrics;
+	pthread_mutex_t pools_mu; /* guards the list (the values are atomics) */
+	num_pool_gauge_t *pools;
 } num_svc_t;
 
 #define NUM_VRES_UNAVAILABLE (NUM_VR__COUNT)
@@ -111,6 +129,14 @@ void num_svc_refresh_key(num_svc_t *s, uint64_t key, int64_t min_version);
  * database cannot be read, hint (the status an event announced, or NULL) is applied only if it
  * is SUSPENDED (fail closed) and -EIO is returned. */
 int num_svc_pool_sync(num_svc_t *s, const char *tenant_id, const char *hint);
+
+/* Set the utilisation of tenant_id's pool (quota and held per kind, num_kind_t order),
+ * registering its gauges the first time the pool is seen. No-op without metrics. */
+void num_svc_pool_usage(num_svc_t *s, const char *tenant_id, const int64_t *quota,
+                        const int64_t *held);
+/* Refresh the gauges read from the database: every pool's utilisation, the quarantine backlog
+ * and the outbox lag. Each replica runs it (job numbering-metrics); 0 or -EIO. */
+int num_svc_metrics_refresh(num_svc_t *s, int64_t now_ms);
 
 /* Operator of an index entry / an identifier (NULL when none). Lock-free. */
 const gh_operator_t *num_svc_operator(num_svc_t *s, const num_index_entry_t *e,

@@ -347,6 +347,90 @@ static void wildcard_filters_select_subjects(int nats)
 	gh_test_rec_free(other);
 }
 
+/* 1 when the stream has a consumer of that name (asked with a connection of its own). */
+static int nats_consumer_exists(env_t *e, const char *name, int64_t *inactive_ns)
+{
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	assert_int_equal(natsConnection_ConnectTo(&nc, e->url), NATS_OK);
+	assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	natsStatus s = js_GetConsumerInfo(&ci, js, e->stream, name, NULL, &jerr);
+	if (s == NATS_OK && inactive_ns)
+		*inactive_ns = ci->Config->InactiveThreshold;
+	if (s != NATS_OK)
+		assert_true(s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr);
+	jsConsumerInfo_Destroy(ci);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return s == NATS_OK;
+}
+
+/* Per-process subscriptions: only messages published after they started, each one gets every
+ * message, the handler contract (redelivery) holds, and unsubscribing forgets them (nats: the
+ * consumer is deleted). */
+static void per_process_broadcast(int nats)
+{
+	NEED_BACKEND(nats);
+	env_t e;
+	env_open(&e, nats);
+	gh_test_rec_t *r1 = gh_test_rec_new(GH_REC_OK);
+	gh_test_rec_t *r2 = gh_test_rec_new(GH_REC_FAIL_BEFORE);
+	r2->fail_before = 2;
+	gh_bus_sub_opts_t so = fast_opts(&e);
+	so.per_process = 1;
+	so.inactive_ms = 20000;
+	gh_bus_sub_t *s1 = NULL, *s2 = NULL;
+	assert_int_equal(pub(&e, "num.cache.x", "old", "old"), 0);
+	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "num.cache.*"), "cache", gh_test_rec_handler,
+	                                  r1, &so, &s1),
+	                 0);
+	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "num.cache.*"), "cache", gh_test_rec_handler,
+	                                  r2, &so, &s2),
+	                 0);
+	char name1[128];
+	snprintf(name1, sizeof name1, "%s", gh_bus_sub_name(s1));
+	assert_true(strncmp(name1, "cache-", 6) == 0);
+	assert_string_not_equal(name1, gh_bus_sub_name(s2));
+	assert_int_equal(pub(&e, "num.cache.x", "n1", "new1"), 0);
+	assert_int_equal(pub(&e, "num.cache.y", "n2", "new2"), 0);
+	assert_int_equal(gh_test_rec_wait_n(r1, 2, 10000), 2);
+	assert_int_equal(gh_test_rec_wait_n(r2, 2, 10000), 2);
+	assert_string_equal(r1->got[0].data, "new1");
+	assert_string_equal(r1->got[1].data, "new2");
+	assert_string_equal(r2->got[0].data, "new1");
+	assert_int_equal(r2->got[0].delivery, 2); /* failed once, redelivered */
+	assert_string_equal(r2->got[1].data, "new2");
+	if (nats) {
+		int64_t inactive = 0;
+		assert_true(nats_consumer_exists(&e, name1, &inactive));
+		assert_int_equal(inactive, 20000 * 1000000LL);
+	}
+	gh_bus_unsubscribe(s1);
+	if (nats)
+		assert_false(nats_consumer_exists(&e, name1, NULL));
+	/* Nothing of the old one comes back to a new subscription with the same prefix. */
+	assert_int_equal(pub(&e, "num.cache.x", "n3", "while-gone"), 0);
+	assert_int_equal(gh_bus_subscribe(e.bus, S(&e, "num.cache.*"), "cache", gh_test_rec_handler,
+	                                  r1, &so, &s1),
+	                 0);
+	assert_int_equal(pub(&e, "num.cache.x", "n4", "back"), 0);
+	assert_int_equal(gh_test_rec_wait_n(r1, 3, 10000), 3);
+	assert_string_equal(r1->got[2].data, "back");
+	assert_int_equal(gh_test_rec_wait_n(r2, 4, 10000), 4);
+	snprintf(name1, sizeof name1, "%s", gh_bus_sub_name(s1));
+	/* Closing the bus deletes what is left. */
+	talloc_free(e.ctx);
+	e.ctx = NULL;
+	if (nats)
+		assert_false(nats_consumer_exists(&e, name1, NULL));
+	assert_int_equal(r1->calls, 3);
+	env_close(&e);
+	gh_test_rec_free(r1);
+	gh_test_rec_free(r2);
+}
+
 #define BOTH(name)                                                \
 	static void test_inproc_##name(void **state) { name(0); } \
 	static void test_nats_##name(void **state) { name(1); }
@@ -359,6 +443,7 @@ BOTH(max_deliver_dead_lettered_with_reason)
 BOTH(reject_dead_lettered_at_once)
 BOTH(single_publisher_order_preserved)
 BOTH(wildcard_filters_select_subjects)
+BOTH(per_process_broadcast)
 
 /* A consumer process that fetched a message and died without a word (its connection simply
  * went away): the same durable, subscribed anew, gets the message after ack_wait. */
@@ -452,6 +537,8 @@ int main(void)
 	    cmocka_unit_test(test_nats_single_publisher_order_preserved),
 	    cmocka_unit_test(test_inproc_wildcard_filters_select_subjects),
 	    cmocka_unit_test(test_nats_wildcard_filters_select_subjects),
+	    cmocka_unit_test(test_inproc_per_process_broadcast),
+	    cmocka_unit_test(test_nats_per_process_broadcast),
 	    cmocka_unit_test(test_nats_default_stream_accepts_events_and_dead_letters),
 	    cmocka_unit_test(test_nats_unreachable_server_refused),
 	};

@@ -329,6 +329,71 @@ static void test_retention_limit_trims_oldest(void **state)
 	gh_test_rec_free(r);
 }
 
+/* Per-process subscriptions: start at the end of the log, each gets every message, unknown to
+ * the durables (the same prefix as a durable name shares nothing), forgotten on unsubscribe. */
+static void test_per_process_subscriptions(void **state)
+{
+	void *ctx = talloc_new(NULL);
+	gh_bus_t *b = open_bus(ctx, NULL);
+	gh_test_rec_t *r1 = gh_test_rec_new(GH_REC_OK), *r2 = gh_test_rec_new(GH_REC_OK);
+	gh_test_rec_t *rd = gh_test_rec_new(GH_REC_OK);
+	gh_bus_sub_opts_t so = fast;
+	so.per_process = 1;
+	gh_bus_sub_t *s1 = NULL, *s2 = NULL, *sd = NULL;
+	assert_int_equal(pub(b, "num.cache.x", "old", "old"), 0);
+	assert_int_equal(
+	    gh_bus_subscribe(b, "num.cache.*", "cache", gh_test_rec_handler, r1, &so, &s1), 0);
+	assert_int_equal(
+	    gh_bus_subscribe(b, "num.cache.*", "cache", gh_test_rec_handler, r2, &so, &s2), 0);
+	assert_int_equal(
+	    gh_bus_subscribe(b, "num.cache.*", "cache", gh_test_rec_handler, rd, &fast, &sd), 0);
+	assert_string_equal(gh_bus_sub_name(sd), "cache");
+	assert_true(strncmp(gh_bus_sub_name(s1), "cache-", 6) == 0);
+	assert_string_not_equal(gh_bus_sub_name(s1), gh_bus_sub_name(s2));
+	assert_int_equal(pub(b, "num.cache.x", "n1", "new1"), 0);
+	assert_int_equal(pub(b, "num.cache.y", "n2", "new2"), 0);
+	assert_int_equal(gh_test_rec_wait_n(r1, 2, 5000), 2);
+	assert_int_equal(gh_test_rec_wait_n(r2, 2, 5000), 2);
+	assert_int_equal(gh_test_rec_wait_n(rd, 3, 5000), 3); /* the durable starts at the start */
+	assert_string_equal(r1->got[0].data, "new1");
+	assert_string_equal(r1->got[1].data, "new2");
+	assert_string_equal(r2->got[0].data, "new1");
+	assert_string_equal(r2->got[1].data, "new2");
+	/* Forgotten on unsubscribe: what is published meanwhile never reaches a new one. */
+	gh_bus_unsubscribe(s1);
+	assert_int_equal(pub(b, "num.cache.x", "n3", "while-gone"), 0);
+	assert_int_equal(
+	    gh_bus_subscribe(b, "num.cache.*", "cache", gh_test_rec_handler, r1, &so, &s1), 0);
+	assert_int_equal(pub(b, "num.cache.x", "n4", "back"), 0);
+	assert_int_equal(gh_test_rec_wait_n(r1, 3, 5000), 3);
+	assert_string_equal(r1->got[2].data, "back");
+	assert_int_equal(gh_test_rec_wait_n(r2, 4, 5000), 4);
+	assert_int_equal(r1->calls, 3);
+	talloc_free(ctx);
+	gh_test_rec_free(r1);
+	gh_test_rec_free(r2);
+	gh_test_rec_free(rd);
+}
+
+/* The handler contract holds on a per-process subscription: failures are redelivered. */
+static void test_per_process_failure_redelivered(void **state)
+{
+	void *ctx = talloc_new(NULL);
+	gh_bus_t *b = open_bus(ctx, NULL);
+	gh_test_rec_t *r = gh_test_rec_new(GH_REC_FAIL_BEFORE);
+	r->fail_before = 3;
+	gh_bus_sub_opts_t so = fast;
+	so.per_process = 1;
+	gh_bus_sub_t *s = NULL;
+	assert_int_equal(gh_bus_subscribe(b, "num.cache.*", "c", gh_test_rec_handler, r, &so, &s),
+	                 0);
+	assert_int_equal(pub(b, "num.cache.x", "f1", "x"), 0);
+	assert_int_equal(gh_test_rec_wait_n(r, 1, 5000), 1);
+	assert_int_equal(r->got[0].delivery, 3);
+	talloc_free(ctx);
+	gh_test_rec_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -343,6 +408,8 @@ int main(void)
 	    cmocka_unit_test(test_single_publisher_order_preserved),
 	    cmocka_unit_test(test_wildcard_filters_select_subjects),
 	    cmocka_unit_test(test_retention_limit_trims_oldest),
+	    cmocka_unit_test(test_per_process_subscriptions),
+	    cmocka_unit_test(test_per_process_failure_redelivered),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
