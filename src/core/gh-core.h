@@ -4,10 +4,13 @@
 
 #define GH_VERSION "0.1.0"
 
+#include "archive.h"
 #include "audit.h"
+#include "auth.h"
 #include "bus.h"
 #include "clock.h"
 #include "config.h"
+#include "csv.h"
 #include "e164.h"
 #include "err.h"
 #include "hist.h"
@@ -22,6 +25,7 @@
 #include "router.h"
 #include "scheduler.h"
 #include "service.h"
+#include "sign.h"
 #include "store.h"
 #include "uuid.h"
 
