@@ -1,12 +1,16 @@
-/* http: the numbering HTTP API (numbering spec, "HTTP API": internal and admin).
+/* http: the numbering HTTP API (numbering spec, "HTTP API": internal and admin; the tenant
+ * portal is portal.c).
  *
- * Identity comes with issue 4 (JWT, mTLS); until then the internal API trusts its callers as
- * the spec's internal services do over mTLS: reserve, assign, release and reclaim act for the
- * body's tenant_id (role TENANT, refined by the repository to HOLDER / PREV_TENANT), recall,
- * suspend and resume act as COMPLIANCE (compliance-engine, billing-service); the admin API acts
- * as platform-admin. Mutations take an Idempotency-Key scoped "tenant:<id>", "internal" or
- * "admin" and run inside its transaction (gh_idem_handle); after the commit the local index
- * gets the new entry at once, other replicas through num.cache.invalidate.v1.
+ * Who may call what is the route table's policy, enforced by the server before a handler runs
+ * (docs/numbering.md "Access"): the internal API needs an allowlisted mTLS client certificate
+ * (open while TLS is off in the embedded profile); its reserve, assign, release and reclaim act
+ * for the body's tenant_id (role TENANT, refined by the repository to HOLDER / PREV_TENANT),
+ * recall, suspend and resume act as COMPLIANCE (compliance-engine, billing-service). The admin
+ * API needs a JWT with platform-admin (compliance too for recall/suspend/resume and the reads).
+ * The audit actor is the caller: "service:<cn>" ("service:unverified" without TLS),
+ * "admin:<sub>". Mutations take an Idempotency-Key scoped "tenant:<id>", "internal" or
+ * "admin:<sub>" and run inside its transaction (gh_idem_handle); after the commit the local
+ * index gets the new entry at once, other replicas through num.cache.invalidate.v1.
  *
  * validate-lease is the hot path: no allocation of ours on an index hit (the reply is written
  * into a stack buffer), no lock. */
@@ -18,7 +22,6 @@
 
 #include "service.h"
 
-#define ADMIN_SCOPE    "admin"
 #define INTERNAL_SCOPE "internal"
 #define ADD_MAX        1000
 
@@ -44,6 +47,20 @@ static bool tenant_ok(const char *t)
 static int bad_arg(gh_http_req_t *req, const char *field, const char *msg)
 {
 	return gh_err_set(gh_http_err(req), GH_E_INVALID_ARGUMENT, field, "%s", msg);
+}
+
+/* The audit actor of an internal call: the client certificate's allowlisted CN. */
+static char *service_actor(gh_http_req_t *req)
+{
+	const char *cn = gh_http_client_cn(req);
+	return talloc_asprintf(gh_http_ctx(req), "service:%s", cn ? cn : "unverified");
+}
+
+/* The audit actor, and Idempotency-Key scope, of an admin call: the JWT's subject. */
+static char *admin_actor(gh_http_req_t *req)
+{
+	const gh_principal_t *p = gh_http_principal(req);
+	return talloc_asprintf(gh_http_ctx(req), "admin:%s", p ? p->sub : "unknown");
 }
 
 /* The {identifier} path parameter, normalised. 0 or -EINVAL (400 set). */
@@ -280,7 +297,8 @@ static const gh_json_field_t suspend_fields[] = {
     {NULL},
 };
 
-static int internal_transition(gh_http_req_t *req, void *ud, num_action_t action)
+/* A transition on the internal API, or (admin) on the admin API: recall, suspend, resume. */
+static int transition(gh_http_req_t *req, void *ud, num_action_t action, bool admin)
 {
 	num_svc_t *s = ud;
 	const gh_json_field_t *fields;
@@ -319,7 +337,10 @@ static int internal_transition(gh_http_req_t *req, void *ud, num_action_t action
 	char *scope, *actor;
 	void *ctx = gh_http_ctx(req);
 	if (action == NUM_ACT_RECALL || action == NUM_ACT_SUSPEND || action == NUM_ACT_RESUME) {
-		t.tx.role = NUM_ROLE_COMPLIANCE;
+		const gh_principal_t *p = gh_http_principal(req);
+		t.tx.role = admin && p && (p->role_mask & GH_ROLE_PLATFORM_ADMIN)
+		                ? NUM_ROLE_ADMIN
+		                : NUM_ROLE_COMPLIANCE;
 		const char *reason = gh_json_get_str(b, "reason", NULL);
 		if (action == NUM_ACT_RECALL) {
 			t.tx.recall_reason = NUM_QR_RECALL_ADMIN;
@@ -333,14 +354,18 @@ static int internal_transition(gh_http_req_t *req, void *ud, num_action_t action
 			t.tx.justification = reason; /* free text, kept in the audit row */
 		}
 		t.tx.tenant_id = tenant;
-		scope = tenant ? talloc_asprintf(ctx, "tenant:%s", tenant)
-		               : talloc_strdup(ctx, INTERNAL_SCOPE);
-		actor = talloc_strdup(ctx, "service:internal");
+		if (admin)
+			scope = actor = admin_actor(req);
+		else {
+			scope = tenant ? talloc_asprintf(ctx, "tenant:%s", tenant)
+			               : talloc_strdup(ctx, INTERNAL_SCOPE);
+			actor = service_actor(req);
+		}
 	} else {
 		t.tx.role = NUM_ROLE_TENANT;
 		t.tx.tenant_id = tenant;
 		scope = talloc_asprintf(ctx, "tenant:%s", tenant);
-		actor = talloc_asprintf(ctx, "tenant:%s", tenant);
+		actor = service_actor(req);
 	}
 	if (!scope || !actor)
 		return -ENOMEM;
@@ -351,7 +376,7 @@ static int internal_transition(gh_http_req_t *req, void *ud, num_action_t action
 #define TRANSITION_HANDLER(name, act)                     \
 	static int h_##name(gh_http_req_t *req, void *ud) \
 	{                                                 \
-		return internal_transition(req, ud, act); \
+		return transition(req, ud, act, false);   \
 	}
 TRANSITION_HANDLER(reserve, NUM_ACT_RESERVE)
 TRANSITION_HANDLER(assign, NUM_ACT_ASSIGN)
@@ -360,6 +385,19 @@ TRANSITION_HANDLER(recall, NUM_ACT_RECALL)
 TRANSITION_HANDLER(suspend, NUM_ACT_SUSPEND)
 TRANSITION_HANDLER(resume, NUM_ACT_RESUME)
 TRANSITION_HANDLER(reclaim, NUM_ACT_RECLAIM)
+
+static int h_admin_recall(gh_http_req_t *req, void *ud)
+{
+	return transition(req, ud, NUM_ACT_RECALL, true);
+}
+static int h_admin_suspend(gh_http_req_t *req, void *ud)
+{
+	return transition(req, ud, NUM_ACT_SUSPEND, true);
+}
+static int h_admin_resume(gh_http_req_t *req, void *ud)
+{
+	return transition(req, ud, NUM_ACT_RESUME, true);
+}
 
 static const gh_json_field_t override_fields[] = {
     {"justification", GH_JSON_STRING, 1},
@@ -378,14 +416,17 @@ static int h_override(gh_http_req_t *req, void *ud)
 	if (strlen(just) < s->lifecycle.justification_min)
 		return bad_arg(req, "/justification",
 		               "justification must be at least 20 characters");
+	char *actor = admin_actor(req);
+	if (!actor)
+		return -ENOMEM;
 	tx_run_t t = {.tx = {.key = id.key,
 	                     .action = NUM_ACT_OVERRIDE,
 	                     .role = NUM_ROLE_ADMIN,
-	                     .actor = "admin",
+	                     .actor = actor,
 	                     .justification = just,
 	                     .expected_version = gh_json_get_int(b, "expected_version", -1),
 	                     .auto_renew = -1}};
-	return run_transition(req, s, &t, ADMIN_SCOPE);
+	return run_transition(req, s, &t, actor);
 }
 
 /* ---- admin: numbers ---------------------------------------------------------------------- */
@@ -393,7 +434,7 @@ static int h_override(gh_http_req_t *req, void *ud)
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* Page tokens: base64url (no padding) of the last key, 8 bytes big-endian: 11 characters. */
-static void token_encode(uint64_t key, char out[12])
+void num_page_token_encode(uint64_t key, char out[12])
 {
 	uint8_t b[9] = {0};
 	for (int i = 0; i < 8; i++)
@@ -410,7 +451,7 @@ static void token_encode(uint64_t key, char out[12])
 	out[11] = '\0';
 }
 
-static int token_decode(const char *s, uint64_t *key)
+int num_page_token_decode(const char *s, uint64_t *key)
 {
 	if (strlen(s) != 11)
 		return -EINVAL;
@@ -463,7 +504,7 @@ static int h_numbers_list(gh_http_req_t *req, void *ud)
 		f.vanity_min = (int)v;
 	}
 	uint64_t after = 0;
-	if ((q = gh_http_query(req, "page_token")) && token_decode(q, &after) < 0)
+	if ((q = gh_http_query(req, "page_token")) && num_page_token_decode(q, &after) < 0)
 		return bad_arg(req, "page_token", "invalid page_token");
 
 	void *ctx = gh_http_ctx(req);
@@ -480,7 +521,7 @@ static int h_numbers_list(gh_http_req_t *req, void *ud)
 	json_t *out = json_pack("{so}", "numbers", arr);
 	if (next) {
 		char tok[12];
-		token_encode(next, tok);
+		num_page_token_encode(next, tok);
 		json_object_set_new(out, "next_page_token", json_string(tok));
 	}
 	return gh_http_reply_json(req, 200, out);
@@ -534,6 +575,7 @@ typedef struct {
 	uint64_t *keys;
 	size_t n;
 	int64_t now;
+	const char *actor;
 	bool ok;
 } add_run_t;
 
@@ -547,7 +589,7 @@ static int add_fn(gh_conn_t *c, gh_http_req_t *req, void *ud, int *status, json_
 		return rc;
 	gh_err_t *e = gh_http_err(req);
 	gh_err_clear(e);
-	if ((rc = num_repo_add(view, a->nums, a->n, "admin", a->now, e)) < 0)
+	if ((rc = num_repo_add(view, a->nums, a->n, a->actor, a->now, e)) < 0)
 		return rc;
 	json_t *arr = json_array();
 	for (size_t i = 0; i < a->n; i++) {
@@ -575,10 +617,10 @@ static int h_numbers_add(gh_http_req_t *req, void *ud)
 	if (n < 1 || n > ADD_MAX)
 		return bad_arg(req, "/numbers", "numbers: 1 to 1000 entries");
 	void *ctx = gh_http_ctx(req);
-	add_run_t a = {.s = s, .n = n, .now = now_ms(s)};
+	add_run_t a = {.s = s, .n = n, .now = now_ms(s), .actor = admin_actor(req)};
 	a.nums = talloc_zero_array(ctx, num_new_t, n);
 	a.keys = talloc_zero_array(ctx, uint64_t, n);
-	if (!a.nums || !a.keys)
+	if (!a.nums || !a.keys || !a.actor)
 		return -ENOMEM;
 	gh_err_t *e = gh_http_err(req);
 	for (size_t i = 0; i < n; i++) {
@@ -616,7 +658,7 @@ static int h_numbers_add(gh_http_req_t *req, void *ud)
 		                        .operator_id = gh_json_get_str(it, "operator_id", NULL),
 		                        .vanity_tier = (int)vt};
 	}
-	int rc = gh_idem_handle(req, s->store, ADMIN_SCOPE, s->idem_ttl_ms, s->clock, add_fn, &a);
+	int rc = gh_idem_handle(req, s->store, a.actor, s->idem_ttl_ms, s->clock, add_fn, &a);
 	if (a.ok && replied_ok(req))
 		for (size_t i = 0; i < n; i++)
 			num_svc_refresh_key(s, a.keys[i], 1);
@@ -666,6 +708,7 @@ typedef struct {
 	json_t *body;   /* without expected_version */
 	int64_t expected_version;
 	int64_t now;
+	const char *actor;
 	char status[16]; /* pools: the status after the change */
 	int64_t quota[NUM_KIND__COUNT], held[NUM_KIND__COUNT]; /* pools: after the change */
 	bool ok;
@@ -684,22 +727,22 @@ static int adm_fn(gh_conn_t *c, gh_http_req_t *req, void *ud, int *status, json_
 	gh_err_clear(e);
 	switch (a->kind) {
 	case ADM_OP_CREATE:
-		rc = num_repo_operator_create(view, a->body, "admin", a->now, &out, e);
+		rc = num_repo_operator_create(view, a->body, a->actor, a->now, &out, e);
 		*status = 201;
 		break;
 	case ADM_OP_PATCH:
-		rc = num_repo_operator_patch(view, a->id, a->body, a->expected_version, "admin",
+		rc = num_repo_operator_patch(view, a->id, a->body, a->expected_version, a->actor,
 		                             a->now, &out, e);
 		*status = 200;
 		break;
 	case ADM_POOL_PUT:
-		rc = num_repo_pool_put(view, a->id, a->body, a->expected_version, "admin", a->now,
+		rc = num_repo_pool_put(view, a->id, a->body, a->expected_version, a->actor, a->now,
 		                       &out, e);
 		*status = 200;
 		break;
 	case ADM_POOL_PATCH:
-		rc = num_repo_pool_patch(view, a->id, a->body, a->expected_version, "admin", a->now,
-		                         &out, e);
+		rc = num_repo_pool_patch(view, a->id, a->body, a->expected_version, a->actor,
+		                         a->now, &out, e);
 		*status = 200;
 		break;
 	}
@@ -723,6 +766,8 @@ static int run_admin(gh_http_req_t *req, num_svc_t *s, adm_run_t *a, json_t *b)
 	a->s = s;
 	a->now = now_ms(s);
 	a->expected_version = -1;
+	if (!(a->actor = admin_actor(req)))
+		return -ENOMEM;
 	json_t *ev = json_object_get(b, "expected_version");
 	if (ev) {
 		if (json_integer_value(ev) < 1)
@@ -733,7 +778,7 @@ static int run_admin(gh_http_req_t *req, num_svc_t *s, adm_run_t *a, json_t *b)
 	if (!a->body)
 		return -ENOMEM;
 	json_object_del(a->body, "expected_version");
-	int rc = gh_idem_handle(req, s->store, ADMIN_SCOPE, s->idem_ttl_ms, s->clock, adm_fn, a);
+	int rc = gh_idem_handle(req, s->store, a->actor, s->idem_ttl_ms, s->clock, adm_fn, a);
 	json_decref(a->body);
 	if (!a->ok || !replied_ok(req))
 		return rc;
@@ -849,30 +894,51 @@ static int h_audit_verify(gh_http_req_t *req, void *ud)
 
 /* ---- routes ------------------------------------------------------------------------------ */
 
-#define NUMS  "/v1/numbering/numbers/{identifier}"
-#define ADMIN "/v1/admin/numbering"
+/* Internal API: other platform services over mTLS (the allowlist is http.client_cn_allowlist).
+ * Admin API: platform-admin; compliance also for recall/suspend/resume (spec "Admin") and for
+ * the reads and audit verification its investigations need. Portal: portal.c. */
+#define NUMS     "/v1/numbering/numbers/{identifier}"
+#define ADMIN    "/v1/admin/numbering"
+#define MTLS     .auth = GH_AUTH_MTLS
+#define PADMIN   .auth = GH_AUTH_JWT, .roles = GH_ROLE_PLATFORM_ADMIN
+#define PADMIN_C .auth = GH_AUTH_JWT, .roles = GH_ROLE_PLATFORM_ADMIN | GH_ROLE_COMPLIANCE
+#define TENANT_R .auth = GH_AUTH_JWT, .roles = GH_ROLES_TENANT
+#define TENANT_W .auth = GH_AUTH_JWT, .roles = GH_ROLE_TENANT_ADMIN | GH_ROLE_TENANT_OPERATOR
+#define PORTAL   "/v1/portal/numbering"
 const gh_service_route_t num_routes[] = {
-    {"GET", "/v1/numbering/validate-lease", h_validate_get},
-    {"POST", "/v1/numbering/validate-lease", h_validate_post},
-    {"GET", "/v1/numbering/lookup/{identifier}", h_lookup},
-    {"POST", NUMS ":reserve", h_reserve},
-    {"POST", NUMS ":assign", h_assign},
-    {"POST", NUMS ":release", h_release},
-    {"POST", NUMS ":recall", h_recall},
-    {"POST", NUMS ":suspend", h_suspend},
-    {"POST", NUMS ":resume", h_resume},
-    {"POST", NUMS ":reclaim", h_reclaim},
-    {"GET", ADMIN "/operators", h_operators_list},
-    {"POST", ADMIN "/operators", h_operator_create},
-    {"PATCH", ADMIN "/operators/{id}", h_operator_patch},
-    {"GET", ADMIN "/numbers", h_numbers_list},
-    {"POST", ADMIN "/numbers", h_numbers_add},
-    {"GET", ADMIN "/numbers/{identifier}", h_number_get},
-    {"GET", ADMIN "/numbers/{identifier}/history", h_number_history},
-    {"POST", ADMIN "/numbers/{identifier}:override-quarantine", h_override},
-    {"GET", ADMIN "/pools/{tenant_id}", h_pool_get},
-    {"PUT", ADMIN "/pools/{tenant_id}", h_pool_put},
-    {"PATCH", ADMIN "/pools/{tenant_id}", h_pool_patch},
-    {"POST", ADMIN "/audit:verify", h_audit_verify},
+    {"GET", "/v1/numbering/validate-lease", h_validate_get, MTLS},
+    {"POST", "/v1/numbering/validate-lease", h_validate_post, MTLS},
+    {"GET", "/v1/numbering/lookup/{identifier}", h_lookup, MTLS},
+    {"POST", NUMS ":reserve", h_reserve, MTLS},
+    {"POST", NUMS ":assign", h_assign, MTLS},
+    {"POST", NUMS ":release", h_release, MTLS},
+    {"POST", NUMS ":recall", h_recall, MTLS},
+    {"POST", NUMS ":suspend", h_suspend, MTLS},
+    {"POST", NUMS ":resume", h_resume, MTLS},
+    {"POST", NUMS ":reclaim", h_reclaim, MTLS},
+    {"GET", ADMIN "/operators", h_operators_list, PADMIN_C},
+    {"POST", ADMIN "/operators", h_operator_create, PADMIN},
+    {"PATCH", ADMIN "/operators/{id}", h_operator_patch, PADMIN},
+    {"GET", ADMIN "/numbers", h_numbers_list, PADMIN_C},
+    {"POST", ADMIN "/numbers", h_numbers_add, PADMIN},
+    {"GET", ADMIN "/numbers/{identifier}", h_number_get, PADMIN_C},
+    {"GET", ADMIN "/numbers/{identifier}/history", h_number_history, PADMIN_C},
+    {"POST", ADMIN "/numbers/{identifier}:override-quarantine", h_override, PADMIN},
+    {"POST", ADMIN "/numbers/{identifier}:recall", h_admin_recall, PADMIN_C},
+    {"POST", ADMIN "/numbers/{identifier}:suspend", h_admin_suspend, PADMIN_C},
+    {"POST", ADMIN "/numbers/{identifier}:resume", h_admin_resume, PADMIN_C},
+    {"GET", ADMIN "/pools/{tenant_id}", h_pool_get, PADMIN_C},
+    {"PUT", ADMIN "/pools/{tenant_id}", h_pool_put, PADMIN},
+    {"PATCH", ADMIN "/pools/{tenant_id}", h_pool_patch, PADMIN},
+    {"POST", ADMIN "/audit:verify", h_audit_verify, PADMIN_C},
+    {"GET", PORTAL "/available", num_portal_available, TENANT_R},
+    {"GET", PORTAL "/numbers", num_portal_numbers, TENANT_R},
+    {"GET", PORTAL "/numbers/{identifier}", num_portal_number, TENANT_R},
+    {"POST", PORTAL "/numbers/{identifier}:reserve", num_portal_reserve, TENANT_W},
+    {"POST", PORTAL "/numbers/{identifier}:assign", num_portal_assign, TENANT_W},
+    {"POST", PORTAL "/numbers/{identifier}:release", num_portal_release, TENANT_W},
+    {"POST", PORTAL "/numbers/{identifier}:reclaim", num_portal_reclaim, TENANT_W},
+    {"GET", PORTAL "/leases", num_portal_leases, TENANT_R},
+    {"GET", PORTAL "/pool", num_portal_pool, TENANT_R},
     {NULL},
 };

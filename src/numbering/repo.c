@@ -934,6 +934,18 @@ int num_repo_on_conn(void *ctx, num_repo_t *r, gh_conn_t *c, num_repo_t **out)
 	return 0;
 }
 
+int num_repo_scope_tenant(gh_conn_t *c, const char *tenant_id)
+{
+	if (gh_conn_backend(c) != GH_STORE_PG)
+		return 0;
+	gh_rows_t *r;
+	int rc = gh_conn_query_one(c, "SELECT set_config('ghasi.tenant_id', $1, true)",
+	                           (gh_val_t[]){GH_TEXT(tenant_id)}, 1, &r);
+	if (rc == 0)
+		gh_rows_close(r);
+	return rc;
+}
+
 int num_repo_audit_refused(num_repo_t *r, const num_tx_req_t *req, const gh_err_t *err)
 {
 	(void)err;
@@ -1255,7 +1267,7 @@ int num_repo_list(num_repo_t *r, const num_filter_t *f, uint64_t after_key, int 
 	void *tmp = talloc_new(NULL);
 	if (!tmp)
 		return -ENOMEM;
-	gh_val_t p[10];
+	gh_val_t p[12];
 	int np = 0;
 	p[np++] = GH_I64(after_key ? (int64_t)after_key : INT64_MIN);
 	char *sql = talloc_strdup(tmp, "SELECT " NUMBER_COLS NUMBER_FROM " WHERE n.key > $1");
@@ -1303,6 +1315,17 @@ int num_repo_list(num_repo_t *r, const num_filter_t *f, uint64_t after_key, int 
 		p[np++] = GH_TEXT(l);
 		sql = talloc_asprintf_append(sql, " AND n.identifier LIKE $%d", np);
 	}
+	if (f && f->visible_to) {
+		p[np++] = GH_TEXT(f->visible_to);
+		sql = talloc_asprintf_append(sql,
+		                             " AND (n.tenant_id = $%1$d OR (q.reason = "
+		                             "'TENANT_RELEASE' AND q.previous_tenant_id = $%1$d))",
+		                             np);
+	}
+	if (f && f->ordinary_only)
+		sql = talloc_asprintf_append(sql, " AND n.vanity_tier = 0");
+	if (f && f->leased)
+		sql = talloc_asprintf_append(sql, " AND l.lease_id IS NOT NULL");
 	if (f && f->vanity_min >= 0) {
 		p[np++] = GH_I64(f->vanity_min);
 		sql = talloc_asprintf_append(sql, " AND n.vanity_tier >= $%d", np);

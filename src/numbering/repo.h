@@ -102,6 +102,13 @@ gh_store_t *num_repo_store(const num_repo_t *r);
  * is checked out. 0 or -ENOMEM. */
 int num_repo_on_conn(void *ctx, num_repo_t *r, gh_conn_t *c, num_repo_t **out);
 
+/* Confine the rest of c's open transaction to tenant_id: on PostgreSQL `SET LOCAL
+ * ghasi.tenant_id` (set_config(..., true)), so row-level security (sql/numbering) hides other
+ * tenants' rows from every following statement and refuses writes of them, a second wall
+ * behind the repository's own tenant checks; a no-op on SQLite, which has no RLS. Use with
+ * num_repo_on_conn for the portal's transactions. 0 or the store's negative errno. */
+int num_repo_scope_tenant(gh_conn_t *c, const char *tenant_id);
+
 /* The audit row of a refused transition (action "number.transition_refused", details of err:
  * from, action), in a transaction of its own: what num_repo_transition does itself. 0 or
  * negative errno. */
@@ -142,6 +149,11 @@ typedef struct num_filter_s {
 	const char *prefix;  /* canonical identifier prefix ("+93799") */
 	const char *pattern; /* digits with '*' wildcards ("*777*"), matched on the identifier */
 	int vanity_min;      /* vanity_tier >= this; -1 any */
+	bool ordinary_only;  /* vanity_tier = 0 only (a pool without vanity_allowed browsing) */
+	bool leased;         /* only numbers with a live lease */
+	/* Only numbers this tenant holds or may reclaim (its open TENANT_RELEASE quarantine): what
+	 * num_repo_get's tenant_scope shows. NULL: any. */
+	const char *visible_to;
 } num_filter_t;
 int num_repo_list(num_repo_t *r, const num_filter_t *f, uint64_t after_key, int limit, void *ctx,
                   num_number_t **rows, size_t *n, uint64_t *next_key, gh_err_t *err);

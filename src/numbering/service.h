@@ -144,8 +144,28 @@ const gh_operator_t *num_svc_operator(num_svc_t *s, const num_index_entry_t *e,
 /* Reload the operator snapshot from the database. 0 or negative errno. */
 int num_svc_reload_operators(num_svc_t *s);
 
-/* Handlers (http.c) and the route table. */
+/* Handlers (http.c) and the route table: internal, admin and portal routes. */
 extern const gh_service_route_t num_routes[];
+
+/* Page tokens of the list routes: opaque to clients, the last key of the page (http.c).
+ * decode: 0 or -EINVAL. */
+void num_page_token_encode(uint64_t key, char out[12]);
+int num_page_token_decode(const char *s, uint64_t *key);
+
+/* ---- the tenant portal (portal.c) --------------------------------------------------------- */
+
+/* /v1/portal/numbering/...: JWT with a tenant role; the tenant is always the token's
+ * tenant_id. Reads serve tenant-viewer and up, mutations tenant-operator and tenant-admin (the
+ * route table's masks). Another tenant's number is 404 NOT_FOUND on every route. */
+int num_portal_available(gh_http_req_t *req, void *ud);
+int num_portal_numbers(gh_http_req_t *req, void *ud);
+int num_portal_number(gh_http_req_t *req, void *ud);
+int num_portal_reserve(gh_http_req_t *req, void *ud);
+int num_portal_assign(gh_http_req_t *req, void *ud);
+int num_portal_release(gh_http_req_t *req, void *ud);
+int num_portal_reclaim(gh_http_req_t *req, void *ud);
+int num_portal_leases(gh_http_req_t *req, void *ud);
+int num_portal_pool(gh_http_req_t *req, void *ud);
 
 /* ---- demo data (seed.c) ------------------------------------------------------------------ */
 
