@@ -991,6 +991,14 @@ static int check_cross(const gh_config_t *cfg, const char *name, const pos_index
 		return key_error(err, name ? name : "config",
 		                 ix ? pos_line(ix, "auth", "disabled", 0) : 0, "auth", "disabled",
 		                 "refused in the scale-out profile");
+	/* config/ghasi.yaml ships a development secret marked INSECURE; it must never sign the
+	 * tokens of a real deployment. */
+	if (cfg->service.profile == GH_PROFILE_SCALE_OUT &&
+	    strstr(cfg->auth.jwt_hs256_secret, "INSECURE"))
+		return key_error(err, name ? name : "config",
+		                 ix ? pos_line(ix, "auth", "jwt_hs256_secret", 0) : 0, "auth",
+		                 "jwt_hs256_secret",
+		                 "the development secret is refused in the scale-out profile");
 	return 0;
 }
 

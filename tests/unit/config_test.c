@@ -393,6 +393,17 @@ static void test_auth_disabled_refused_in_scale_out(void **state)
 	assert_int_equal(load_str(fx, "auth:\n  leeway_s: 301\n", NULL), -EINVAL);
 }
 
+static void test_dev_secret_refused_in_scale_out(void **state)
+{
+	fx_t *fx = *state;
+	const char *dev = "auth:\n  jwt_hs256_secret: INSECURE-dev-only-0123456789abcdef0123\n";
+	assert_int_equal(load_str(fx, dev, NULL), 0);
+	char *env[] = {"GHASI_SERVICE_PROFILE=scale-out", NULL};
+	assert_int_equal(load_str(fx, dev, env), -EINVAL);
+	assert_string_equal(fx->err.field, "/auth/jwt_hs256_secret");
+	assert_err_contains(fx, "development secret is refused");
+}
+
 static void test_dump_loads_back_to_the_same(void **state)
 {
 	fx_t *fx = *state;
@@ -516,6 +527,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_client_ca_needs_an_allowlist, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_auth_disabled_refused_in_scale_out, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_dev_secret_refused_in_scale_out, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tls_cert_needs_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dump_loads_back_to_the_same, setup, teardown),
 	    cmocka_unit_test(test_key_list_for_docs),
