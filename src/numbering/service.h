@@ -35,6 +35,16 @@ typedef struct num_config_s {
 	int64_t sweep_batch;        /* rows per sweep run */
 	int64_t reserve_ttl_default_s;
 	int64_t reserve_ttl_max_s;
+	/* jobs and ports (jobs.h, ports.h) */
+	int64_t expiry_timers_max;     /* reservations with an in-process expiry timer */
+	int64_t expiry_sweep_grace_ms; /* the sweep takes reservations due this long ago */
+	char *renewal;                 /* schedule of the lease renewal run */
+	int64_t renewal_window_s;      /* renew leases ending within this */
+	char *lease_end;               /* schedule of the lease end (term elapsed) job */
+	char *audit_verify;            /* schedule of the audit chain verify */
+	char *billing_url;             /* billing PreviewCharge ("" = none: never renew) */
+	char *senderid_url;            /* sender-id IsVerified ("" = none: no ALPHA assign) */
+	int64_t port_timeout_ms;       /* each port call, whole exchange */
 } num_config_t;
 
 /* Register the section with gh_config_register; call once at start, before gh_config_load
@@ -61,6 +71,8 @@ typedef struct num_svc_s {
 	num_repo_t *repo;  /* NULL without a database: a miss is then UNAVAILABLE */
 	num_index_t *ix;
 	gh_bus_sub_t *cache_sub;
+	struct num_ports_s *ports;   /* billing, sender-id (ports.h); NULL: none configured */
+	struct num_expiry_s *expiry; /* reservation expiry timers (jobs.h); NULL without app */
 	_Atomic(const num_optab_t *) optab;
 	pthread_mutex_t pool_mu; /* orders pool status updates of the index (num_svc_pool_sync) */
 	int64_t idem_ttl_ms;
