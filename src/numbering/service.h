@@ -1,7 +1,8 @@
 /* service: the numbering service as `ghasi serve` hosts it (numbering spec; issue 3, items 4-6).
  *
  * num_service is the gh_service_t table: migrations "numbering", the HTTP routes of http.c, the
- * jobs (index heartbeat, reservation expiry, quarantine sweep, idempotency purge), and init/stop,
+ * jobs (index heartbeat, idempotency purge; reservation expiry timers and sweep, quarantine
+ * sweep, lease renewal and end, audit verify: jobs.c), and init/stop,
  * which open the repository, seed the operators (and the demo data, seed.c), load the number
  * index and subscribe this replica to num.cache.invalidate.v1.
  *
