@@ -20,6 +20,7 @@
 #include <string.h>
 #include <talloc.h>
 
+#include "ports.h"
 #include "service.h"
 
 #define INTERNAL_SCOPE "internal"
@@ -257,6 +258,9 @@ static int run_transition(gh_http_req_t *req, num_svc_t *s, tx_run_t *t, const c
 	t->tx.request_id = gh_http_request_id(req);
 	t->tx.traceparent = gh_http_traceparent(req);
 	t->tx.now_ms = now_ms(s);
+	/* ALPHA assignment asks the sender-id registry first, outside any transaction */
+	if (num_svc_senderid_gate(s, &t->tx, gh_http_err(req)) < 0)
+		return gh_http_reply_error(req, gh_http_err(req));
 	int rc = gh_idem_handle(req, s->store, scope, s->idem_ttl_ms, s->clock, tx_fn, t);
 	if (t->ok && replied_ok(req))
 		num_svc_refresh_key(s, t->tx.key, t->out.version);

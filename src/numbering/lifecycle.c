@@ -115,6 +115,13 @@ int num_lifecycle_cfg_check(const num_lifecycle_cfg_t *cfg)
  * positive cool-off for RESERVATION_EXPIRED, NUM_TF_QUARANTINE_IF_COOLOFF sends the number to
  * QUARANTINED instead, so the configured cool-off is always honoured.
  *
+ * A lease that reaches ends_at without renewal ends the same way a release does (spec "Leases":
+ * "then QUARANTINED TENANT_RELEASE"), but by the system and with no transition event of its own:
+ * the spec lists none, and number.released.v1 would claim the tenant released it; the
+ * number.quarantined.v1 of entering QUARANTINED carries the reason and the previous tenant.
+ * Both expiries are guarded by the end time itself, so a stale timer or a job reading an old
+ * row can never end a reservation or lease early.
+ *
  * "any but ASSIGNED/SUSPENDED -> retire" leaves out RETIRED itself: retiring a retired number
  * would be a second audit row and event for no change, so it is INVALID_TRANSITION like any
  * other request on a terminal state. The spec lists no retirement event; the audit row and the
@@ -128,7 +135,7 @@ static const num_rule_t rules[] = {
      NUM_QR_RESERVATION_EXPIRED, 0,
      NUM_TF_RESERVATION_CLOSE | NUM_TF_QUARANTINE_OPEN | NUM_TF_QUARANTINE_IF_COOLOFF,
      "number.released.v1"},
-    {NUM_ST_RESERVED, NUM_ACT_EXPIRE, NUM_ST_AVAILABLE, R(SYSTEM), NUM_GUARD_NONE,
+    {NUM_ST_RESERVED, NUM_ACT_EXPIRE, NUM_ST_AVAILABLE, R(SYSTEM), NUM_GUARD_TERM_ELAPSED,
      NUM_QR_RESERVATION_EXPIRED, 0,
      NUM_TF_RESERVATION_CLOSE | NUM_TF_QUARANTINE_OPEN | NUM_TF_QUARANTINE_IF_COOLOFF,
      "number.reservation_expired.v1"},
@@ -142,6 +149,10 @@ static const num_rule_t rules[] = {
      NUM_QR_TENANT_RELEASE, 0, NUM_TF_LEASE_END | NUM_TF_QUARANTINE_OPEN, "number.released.v1"},
     {NUM_ST_SUSPENDED, NUM_ACT_RELEASE, NUM_ST_QUARANTINED, R(HOLDER) | R(ADMIN), NUM_GUARD_NONE,
      NUM_QR_TENANT_RELEASE, 0, NUM_TF_LEASE_END | NUM_TF_QUARANTINE_OPEN, "number.released.v1"},
+    {NUM_ST_ASSIGNED, NUM_ACT_EXPIRE, NUM_ST_QUARANTINED, R(SYSTEM), NUM_GUARD_TERM_ELAPSED,
+     NUM_QR_TENANT_RELEASE, 0, NUM_TF_LEASE_END | NUM_TF_QUARANTINE_OPEN, NULL},
+    {NUM_ST_SUSPENDED, NUM_ACT_EXPIRE, NUM_ST_QUARANTINED, R(SYSTEM), NUM_GUARD_TERM_ELAPSED,
+     NUM_QR_TENANT_RELEASE, 0, NUM_TF_LEASE_END | NUM_TF_QUARANTINE_OPEN, NULL},
     {NUM_ST_ASSIGNED, NUM_ACT_RECALL, NUM_ST_QUARANTINED, R(COMPLIANCE) | R(ADMIN) | R(SYSTEM),
      NUM_GUARD_NONE, NUM_QR_RECALL_ADMIN, QB(RECALL_ADMIN) | QB(RECALL_ABUSE),
      NUM_TF_LEASE_END | NUM_TF_QUARANTINE_OPEN, "number.recalled.v1"},
@@ -165,7 +176,7 @@ static const num_rule_t rules[] = {
      NUM_TF_QUARANTINE_CLOSE, NULL},
 };
 
-/* 18 rows: a linear scan costs less than keeping a second structure in sync. */
+/* 20 rows: a linear scan costs less than keeping a second structure in sync. */
 static const num_rule_t *find_rule(num_state_t from, num_action_t action)
 {
 	for (size_t i = 0; i < NAMES(rules); i++)
@@ -191,6 +202,7 @@ static bool guard_ok(const num_rule_t *r, const num_step_t *in)
 	switch (r->guard) {
 	case NUM_GUARD_COOLOFF_ELAPSED: return in->now_ms >= in->quarantine_until_ms;
 	case NUM_GUARD_TENANT_RELEASE: return in->open_reason == NUM_QR_TENANT_RELEASE;
+	case NUM_GUARD_TERM_ELAPSED: return in->now_ms >= in->term_ends_ms;
 	default: return true;
 	}
 }
@@ -260,6 +272,7 @@ static const char *guard_text(num_guard_t g)
 	case NUM_GUARD_COOLOFF_ELAPSED: return "cool-off elapsed";
 	case NUM_GUARD_TENANT_RELEASE: return "quarantine reason is TENANT_RELEASE";
 	case NUM_GUARD_JUSTIFICATION: return "written justification";
+	case NUM_GUARD_TERM_ELAPSED: return "reservation TTL / lease term elapsed";
 	default: return "";
 	}
 }

@@ -38,7 +38,7 @@ typedef enum {
 	NUM_ACT_RESERVE = 0,
 	NUM_ACT_ASSIGN,
 	NUM_ACT_RELEASE,
-	NUM_ACT_EXPIRE, /* reservation TTL elapsed */
+	NUM_ACT_EXPIRE, /* reservation TTL elapsed; from ASSIGNED/SUSPENDED: lease term elapsed */
 	NUM_ACT_SUSPEND,
 	NUM_ACT_RESUME,
 	NUM_ACT_RECALL,
@@ -130,6 +130,7 @@ typedef enum {
 	NUM_GUARD_COOLOFF_ELAPSED,    /* now >= quarantine_until */
 	NUM_GUARD_TENANT_RELEASE,     /* open quarantine record has reason TENANT_RELEASE */
 	NUM_GUARD_JUSTIFICATION,      /* justification of at least cfg->justification_min bytes */
+	NUM_GUARD_TERM_ELAPSED,       /* now >= term_ends_ms (the reservation's or lease's end) */
 	NUM_GUARD__COUNT,
 } num_guard_t;
 
@@ -178,6 +179,8 @@ typedef struct num_step_s {
 	num_qreason_t open_reason;      /* QUARANTINED: reason of the open quarantine record */
 	int64_t quarantine_until_ms;    /* QUARANTINED: end of its cool-off */
 	size_t justification_len;       /* override */
+	int64_t term_ends_ms; /* expire: expires_at of the live reservation (RESERVED) or ends_at
+	                       * of the live lease (ASSIGNED, SUSPENDED) */
 } num_step_t;
 
 /* The decided transition. */

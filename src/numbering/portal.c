@@ -21,6 +21,7 @@
 #include <string.h>
 #include <talloc.h>
 
+#include "ports.h"
 #include "service.h"
 
 #define PAGE_DEFAULT 50
@@ -456,6 +457,9 @@ static int mutate(gh_http_req_t *req, num_svc_t *s, num_action_t action)
 	t.tx.request_id = gh_http_request_id(req);
 	t.tx.traceparent = gh_http_traceparent(req);
 	t.tx.now_ms = gh_clock_now_ms(s->clock);
+	/* ALPHA assignment asks the sender-id registry first, outside any transaction (ports.c) */
+	if (num_svc_senderid_gate(s, &t.tx, gh_http_err(req)) < 0)
+		return gh_http_reply_error(req, gh_http_err(req));
 	int rc = gh_idem_handle(req, s->store, who.scope, s->idem_ttl_ms, s->clock, mut_fn, &t);
 	const gh_http_response_t *r = gh_http_response(req);
 	if (t.ok && r && r->status >= 200 && r->status < 300)

@@ -456,12 +456,16 @@ static int add_events(gh_conn_t *c, const num_number_t *n, const char *const *ev
 	}
 	char keybuf[24];
 	snprintf(keybuf, sizeof(keybuf), "%llu", (unsigned long long)n->key);
-	inv = json_pack("{s:s, s:s, s:I}", "key", keybuf, "identifier", n->identifier, "version",
-	                (json_int_t)n->version);
+	/* state and the reservation's end let every replica arm (or drop) its expiry timer */
+	inv = json_pack("{s:s, s:s, s:I, s:s}", "key", keybuf, "identifier", n->identifier,
+	                "version", (json_int_t)n->version, "state", num_state_name(n->state));
 	if (!inv) {
 		rc = -ENOMEM;
 		goto out;
 	}
+	if (n->has_reservation)
+		json_object_set_new(inv, "reservation_expires_ms",
+		                    json_integer(n->reservation_expires_ms));
 	evs[k++] = (gh_event_t){.type = EV_INVALIDATE, .data = inv};
 	for (size_t i = 0; i < k; i++) {
 		evs[i].source = SOURCE;
@@ -476,6 +480,9 @@ out:
 	json_decref(inv);
 	return rc;
 }
+
+static int audit_one(gh_conn_t *c, const char *actor, const char *action, const char *etype,
+                     const char *eid, const char *tenant, const json_t *payload, int64_t now_ms);
 
 static void kick(num_repo_t *r)
 {
@@ -621,6 +628,8 @@ static int transition_fn(gh_conn_t *c, void *ud)
 	    .open_reason = cur->has_quarantine ? cur->quarantine_reason : NUM_QR_NONE,
 	    .quarantine_until_ms = cur->quarantine_until_ms,
 	    .justification_len = req->justification ? strlen(req->justification) : 0,
+	    .term_ends_ms =
+	        cur->state == NUM_ST_RESERVED ? cur->reservation_expires_ms : cur->lease_ends_ms,
 	};
 	num_transition_t tr;
 	rc = num_lifecycle_step(cur->state, req->action, &in, &tr);
@@ -1430,13 +1439,16 @@ int num_repo_history(num_repo_t *r, uint64_t key, json_t **out, gh_err_t *err)
 
 /* ---- jobs ----------------------------------------------------------------------------- */
 
-/* Apply action (by SYSTEM) to up to limit numbers selected by sql($1 = now, $2 = limit). */
+/* Apply action (by SYSTEM) to up to limit numbers selected by sql($1 = now, $2 = limit), which
+ * returns (key, version): each transition sends that version as expected_version, so a number
+ * another replica (or an expiry timer) moved meanwhile is a quiet CONFLICT - never an audited
+ * INVALID_TRANSITION. */
 static int run_due(num_repo_t *r, const char *sql, num_action_t action, const char *actor,
                    int64_t now_ms, int limit)
 {
 	if (limit < 1)
 		return 0;
-	int64_t *keys = talloc_array(NULL, int64_t, (size_t)limit);
+	int64_t *keys = talloc_array(NULL, int64_t, 2 * (size_t)limit);
 	if (!keys)
 		return -ENOMEM;
 	size_t n = 0;
@@ -1447,8 +1459,11 @@ static int run_due(num_repo_t *r, const char *sql, num_action_t action, const ch
 	gh_rows_t *rs;
 	if ((rc = gh_conn_query(c, sql, (gh_val_t[]){GH_I64(now_ms), GH_I64(limit)}, 2, &rs)) ==
 	    0) {
-		while ((rc = gh_rows_next(rs)) > 0 && n < (size_t)limit)
-			keys[n++] = gh_rows_i64(rs, 0);
+		while ((rc = gh_rows_next(rs)) > 0 && n < (size_t)limit) {
+			keys[2 * n] = gh_rows_i64(rs, 0);
+			keys[2 * n + 1] = gh_rows_i64(rs, 1);
+			n++;
+		}
 		gh_rows_close(rs);
 	}
 	repo_release(r, c);
@@ -1457,11 +1472,11 @@ static int run_due(num_repo_t *r, const char *sql, num_action_t action, const ch
 	int done = 0;
 	for (size_t i = 0; i < n; i++) {
 		gh_err_t err = {0};
-		num_tx_req_t req = {.key = (uint64_t)keys[i],
+		num_tx_req_t req = {.key = (uint64_t)keys[2 * i],
 		                    .action = action,
 		                    .role = NUM_ROLE_SYSTEM,
 		                    .actor = actor,
-		                    .expected_version = -1,
+		                    .expected_version = keys[2 * i + 1],
 		                    .now_ms = now_ms};
 		int trc = num_repo_transition(r, &req, NULL, &err);
 		gh_err_clear(&err);
@@ -1483,17 +1498,275 @@ out:
 int num_repo_expire_due(num_repo_t *r, int64_t now_ms, int limit)
 {
 	return run_due(r,
-	               "SELECT number_key FROM num_reservations WHERE ended_ms IS NULL AND "
-	               "expires_ms <= $1 ORDER BY expires_ms LIMIT $2",
+	               "SELECT r.number_key, n.version FROM num_reservations r JOIN num_numbers n "
+	               "ON n.key = r.number_key WHERE r.ended_ms IS NULL AND r.expires_ms <= $1 "
+	               "ORDER BY r.expires_ms LIMIT $2",
 	               NUM_ACT_EXPIRE, "system:expiry", now_ms, limit);
 }
 
 int num_repo_sweep_due(num_repo_t *r, int64_t now_ms, int limit)
 {
 	return run_due(r,
-	               "SELECT number_key FROM num_quarantines WHERE closed_ms IS NULL AND "
-	               "until_ms <= $1 ORDER BY until_ms LIMIT $2",
+	               "SELECT q.number_key, n.version FROM num_quarantines q JOIN num_numbers n "
+	               "ON n.key = q.number_key WHERE q.closed_ms IS NULL AND q.until_ms <= $1 "
+	               "ORDER BY q.until_ms LIMIT $2",
 	               NUM_ACT_SWEEP, "system:sweep", now_ms, limit);
+}
+
+int num_repo_end_leases_due(num_repo_t *r, int64_t now_ms, int limit)
+{
+	return run_due(r,
+	               "SELECT l.number_key, n.version FROM num_leases l JOIN num_numbers n ON "
+	               "n.key = l.number_key WHERE l.status <> 'ENDED' AND l.ends_ms <= $1 "
+	               "ORDER BY l.ends_ms LIMIT $2",
+	               NUM_ACT_EXPIRE, "system:lease-end", now_ms, limit);
+}
+
+int num_repo_reservations_live(num_repo_t *r, int limit, void *ctx, num_due_t **rows, size_t *n)
+{
+	*rows = NULL;
+	*n = 0;
+	if (limit < 1)
+		return 0;
+	num_due_t *out = talloc_array(ctx, num_due_t, (size_t)limit);
+	if (!out)
+		return -ENOMEM;
+	gh_conn_t *c;
+	int rc = repo_acquire(r, &c);
+	if (rc < 0)
+		goto fail;
+	gh_rows_t *rs;
+	size_t k = 0;
+	rc = gh_conn_query(c,
+	                   "SELECT r.number_key, n.version, r.expires_ms FROM num_reservations r "
+	                   "JOIN num_numbers n ON n.key = r.number_key WHERE r.ended_ms IS NULL "
+	                   "ORDER BY r.expires_ms LIMIT $1",
+	                   (gh_val_t[]){GH_I64(limit)}, 1, &rs);
+	if (rc == 0) {
+		while ((rc = gh_rows_next(rs)) > 0 && k < (size_t)limit)
+			out[k++] = (num_due_t){.key = (uint64_t)gh_rows_i64(rs, 0),
+			                       .version = gh_rows_i64(rs, 1),
+			                       .due_ms = gh_rows_i64(rs, 2)};
+		gh_rows_close(rs);
+	}
+	repo_release(r, c);
+	if (rc < 0)
+		goto fail;
+	*rows = out;
+	*n = k;
+	return 0;
+fail:
+	talloc_free(out);
+	return rc;
+}
+
+/* ---- lease renewal -------------------------------------------------------------------- */
+
+int num_repo_renewals_due(num_repo_t *r, int64_t now_ms, int64_t before_ms, uint64_t after_key,
+                          int limit, void *ctx, num_renewal_t **rows, size_t *n)
+{
+	*rows = NULL;
+	*n = 0;
+	if (limit < 1 || limit > LIST_LIMIT_MAX)
+		return -EINVAL;
+	num_renewal_t *out = talloc_array(ctx, num_renewal_t, (size_t)limit);
+	if (!out)
+		return -ENOMEM;
+	gh_conn_t *c;
+	int rc = repo_acquire(r, &c);
+	if (rc < 0)
+		goto fail;
+	gh_rows_t *rs;
+	size_t k = 0;
+	rc = gh_conn_query(c,
+	                   "SELECT " NUMBER_COLS ", p.lease_term_days" NUMBER_FROM
+	                   " LEFT JOIN num_pools p ON p.tenant_id = l.tenant_id WHERE l.auto_renew "
+	                   "= 1 AND l.ends_ms > $1 AND l.ends_ms <= $2 AND n.key > $3 ORDER BY "
+	                   "n.key LIMIT $4",
+	                   (gh_val_t[]){GH_I64(now_ms), GH_I64(before_ms),
+	                                GH_I64(after_key ? (int64_t)after_key : INT64_MIN),
+	                                GH_I64(limit)},
+	                   4, &rs);
+	if (rc == 0) {
+		while ((rc = gh_rows_next(rs)) > 0 && k < (size_t)limit) {
+			row_number(rs, &out[k].number);
+			out[k].term_days =
+			    gh_rows_isnull(rs, NUMBER_NCOLS) ? 0 : gh_rows_i64(rs, NUMBER_NCOLS);
+			k++;
+		}
+		gh_rows_close(rs);
+	}
+	repo_release(r, c);
+	if (rc < 0)
+		goto fail;
+	*rows = out;
+	*n = k;
+	return 0;
+fail:
+	talloc_free(out);
+	return rc;
+}
+
+typedef struct renew_tx_s {
+	const num_renew_req_t *req;
+	const char *reason; /* renewal_failed */
+	gh_err_t *err;
+	num_number_t cur, after;
+} renew_tx_t;
+
+static int renew_fn(gh_conn_t *c, void *ud)
+{
+	renew_tx_t *t = ud;
+	const num_renew_req_t *req = t->req;
+	gh_err_clear(t->err);
+	int rc = load_number(c, req->key, &t->cur);
+	if (rc == -ENOENT)
+		return gh_err_set(t->err, GH_E_NOT_FOUND, NULL, "number not found");
+	if (rc < 0)
+		return rc;
+	const num_number_t *cur = &t->cur;
+	if (req->expected_version >= 0 && req->expected_version != cur->version) {
+		rc = gh_err_set(t->err, GH_E_CONFLICT, "/expected_version",
+		                "the number changed meanwhile (version %lld)",
+		                (long long)cur->version);
+		gh_err_detail(t->err, "current_version", json_integer(cur->version));
+		return rc;
+	}
+	if (cur->state != NUM_ST_ASSIGNED || !cur->has_lease ||
+	    cur->lease_status != NUM_LEASE_ACTIVE || !str_eq(cur->lease_id, req->lease_id)) {
+		rc = gh_err_set(t->err, GH_E_FAILED_PRECONDITION, NULL,
+		                "the lease is not the number's live ACTIVE lease");
+		gh_err_detail(t->err, "reason", json_string("lease_not_active"));
+		return rc;
+	}
+	const int64_t now = req->now_ms, key = (int64_t)req->key;
+	const int64_t ends = cur->lease_ends_ms + req->term_days * 86400000LL;
+	int64_t n;
+	/* the version moves so that every index learns the new ends_at (ValidateLease reads it) */
+	if ((rc = gh_conn_exec(c,
+	                       "UPDATE num_numbers SET version = version + 1, updated_ms = $1 "
+	                       "WHERE key = $2 AND version = $3",
+	                       (gh_val_t[]){GH_I64(now), GH_I64(key), GH_I64(cur->version)}, 3,
+	                       &n)) < 0)
+		return rc;
+	if (n == 0) {
+		rc = gh_err_set(t->err, GH_E_CONFLICT, "/expected_version",
+		                "the number changed meanwhile");
+		gh_err_detail(t->err, "current_version", json_integer(cur->version));
+		return rc;
+	}
+	if ((rc = gh_conn_exec(c,
+	                       "UPDATE num_leases SET ends_ms = $1, updated_ms = $2 WHERE lease_id "
+	                       "= $3 AND status = 'ACTIVE'",
+	                       (gh_val_t[]){GH_I64(ends), GH_I64(now), GH_TEXT(req->lease_id)}, 3,
+	                       NULL)) < 0)
+		return rc;
+	t->after = *cur;
+	t->after.version = cur->version + 1;
+	t->after.updated_ms = now;
+	t->after.lease_ends_ms = ends;
+	const char *ev[] = {"number.renewed.v1"};
+	if ((rc = add_events(c, &t->after, ev, 1, cur->tenant_id, req->actor, req->request_id, NULL,
+	                     now)) < 0)
+		return rc;
+	json_t *payload =
+	    json_pack("{s:s, s:o, s:o, s:I, s:I}", "lease_id", req->lease_id, "ends_before",
+	              time_json(cur->lease_ends_ms), "ends_after", time_json(ends), "term_days",
+	              (json_int_t)req->term_days, "version", (json_int_t)t->after.version);
+	if (!payload)
+		return -ENOMEM;
+	rc = audit_one(c, req->actor, "number.renew", "number", cur->identifier, cur->tenant_id,
+	               payload, now);
+	json_decref(payload);
+	return rc;
+}
+
+int num_repo_lease_renew(num_repo_t *r, const num_renew_req_t *req, num_number_t *out,
+                         gh_err_t *err)
+{
+	gh_err_t local = {0};
+	if (!err)
+		err = &local;
+	int rc;
+	if (!req->lease_id || req->term_days < 1 || req->term_days > TERM_DAYS_MAX) {
+		rc = gh_err_set(err, GH_E_INVALID_ARGUMENT, "/term_days",
+		                "a lease id and term_days 1..3650 are required");
+		goto out;
+	}
+	renew_tx_t t = {.req = req, .err = err};
+	rc = repo_tx(r, renew_fn, &t);
+	if (rc < 0) {
+		if (err->code == GH_OK)
+			rc = db_fail(err, rc);
+		if (err->code == GH_E_CONFLICT)
+			gh_counter_inc(r->conflicts);
+		goto out;
+	}
+	if (out)
+		*out = t.after;
+	kick(r);
+out:
+	gh_err_clear(&local);
+	return rc;
+}
+
+static int renewal_failed_fn(gh_conn_t *c, void *ud)
+{
+	renew_tx_t *t = ud;
+	const num_renew_req_t *req = t->req;
+	gh_err_clear(t->err);
+	int rc = load_number(c, req->key, &t->cur);
+	if (rc == -ENOENT)
+		return gh_err_set(t->err, GH_E_NOT_FOUND, NULL, "number not found");
+	if (rc < 0)
+		return rc;
+	const num_number_t *cur = &t->cur;
+	json_t *data = num_number_json(cur);
+	if (!data)
+		return -ENOMEM;
+	json_object_set_new(data, "reason", json_string(t->reason));
+	json_object_set_new(data, "lease_id", json_string(req->lease_id ? req->lease_id : ""));
+	json_object_set_new(data, "actor", json_string(req->actor ? req->actor : ""));
+	json_object_set_new(data, "request_id",
+	                    req->request_id ? json_string(req->request_id) : json_null());
+	char agg[GH_IDENT_BUFSZ + 8];
+	aggregate_of(cur->identifier, agg);
+	gh_event_t ev = {.type = "number.renewal_failed.v1",
+	                 .source = SOURCE,
+	                 .tenant_id = cur->tenant_id[0] ? cur->tenant_id : NULL,
+	                 .aggregate_id = agg,
+	                 .time_ms = req->now_ms,
+	                 .data = data};
+	rc = gh_outbox_add(c, &ev, NULL, NULL);
+	json_decref(data);
+	if (rc < 0)
+		return rc;
+	json_t *payload =
+	    json_pack("{s:s, s:s, s:o, s:I}", "lease_id", req->lease_id ? req->lease_id : "",
+	              "reason", t->reason, "ends_at", time_json(cur->lease_ends_ms), "version",
+	              (json_int_t)cur->version);
+	if (!payload)
+		return -ENOMEM;
+	rc = audit_one(c, req->actor, "number.renewal_failed", "number", cur->identifier,
+	               cur->tenant_id[0] ? cur->tenant_id : NULL, payload, req->now_ms);
+	json_decref(payload);
+	return rc;
+}
+
+int num_repo_renewal_failed(num_repo_t *r, const num_renew_req_t *req, const char *reason,
+                            gh_err_t *err)
+{
+	gh_err_t local = {0};
+	if (!err)
+		err = &local;
+	renew_tx_t t = {.req = req, .reason = reason && *reason ? reason : "unknown", .err = err};
+	int rc = repo_tx(r, renewal_failed_fn, &t);
+	if (rc < 0 && err->code == GH_OK)
+		rc = db_fail(err, rc);
+	if (rc == 0)
+		kick(r);
+	gh_err_clear(&local);
+	return rc;
 }
 
 /* ---- the index ------------------------------------------------------------------------ */

@@ -169,6 +169,58 @@ int num_repo_history(num_repo_t *r, uint64_t key, json_t **out, gh_err_t *err);
 int num_repo_expire_due(num_repo_t *r, int64_t now_ms, int limit);
 /* Move up to limit quarantined numbers whose cool-off elapsed to AVAILABLE (action SWEEP). */
 int num_repo_sweep_due(num_repo_t *r, int64_t now_ms, int limit);
+/* End up to limit live leases whose ends_at <= now: action EXPIRE by SYSTEM (actor
+ * "system:lease-end"), so the number goes to QUARANTINED TENANT_RELEASE. Returns the count.
+ * These three pick (key, version) and transition with that expected_version: a number another
+ * replica moved first is skipped as a quiet CONFLICT, never audited as refused. */
+int num_repo_end_leases_due(num_repo_t *r, int64_t now_ms, int limit);
+
+/* Something due at due_ms for the number key at version (a reservation's expiry). */
+typedef struct num_due_s {
+	uint64_t key;
+	int64_t version;
+	int64_t due_ms;
+} num_due_t;
+/* The live reservations, earliest expires_at first, at most limit: what the expiry timers of a
+ * starting replica arm. *rows is a talloc array on ctx. 0 or the store's error. */
+int num_repo_reservations_live(num_repo_t *r, int limit, void *ctx, num_due_t **rows, size_t *n);
+
+/* A lease the renewal job looks at: the number (with its live lease) and the holder's pool
+ * lease_term_days, the term a renewal adds (0 when the holder has no pool). */
+typedef struct num_renewal_s {
+	num_number_t number;
+	int64_t term_days;
+} num_renewal_t;
+/* Live (ACTIVE or SUSPENDED) auto_renew leases with now < ends_at <= before_ms, in key order
+ * after after_key (0: from the start), at most limit (1..1000). *rows is a talloc array on ctx.
+ * 0, -EINVAL, or the store's error. */
+int num_repo_renewals_due(num_repo_t *r, int64_t now_ms, int64_t before_ms, uint64_t after_key,
+                          int limit, void *ctx, num_renewal_t **rows, size_t *n);
+
+typedef struct num_renew_req_s {
+	uint64_t key;
+	int64_t expected_version; /* < 0: none */
+	const char *lease_id;     /* the live lease being renewed */
+	int64_t term_days;        /* 1..3650 */
+	const char *actor;        /* "system:renewal" */
+	const char *request_id;   /* may be NULL */
+	int64_t now_ms;
+} num_renew_req_t;
+/* Renew: ends_at of the live ACTIVE lease req->lease_id += term_days, in one transaction with a
+ * CAS on the number's version (+1, so every replica's index learns the new ends_at; the state
+ * stays ASSIGNED), number.renewed.v1 + num.cache.invalidate.v1, and the audit row
+ * "number.renew" {lease_id, ends_before, ends_after, term_days, version}. Errors: NOT_FOUND,
+ * CONFLICT (version moved), FAILED_PRECONDITION reason lease_not_active (not ASSIGNED, or the
+ * lease is not the live ACTIVE one), INVALID_ARGUMENT (term), UNAVAILABLE. */
+int num_repo_lease_renew(num_repo_t *r, const num_renew_req_t *req, num_number_t *out,
+                         gh_err_t *err);
+/* A renewal that did not happen (billing refused or unreachable, lease suspended): emit
+ * number.renewal_failed.v1 (data: the number resource + reason, lease_id, actor) and append the
+ * audit row "number.renewal_failed" {lease_id, reason, ends_at, version}; the number and its
+ * lease are left as they are (the lease ends at ends_at). Uses key, lease_id, actor,
+ * request_id and now_ms of req. 0, NOT_FOUND, UNAVAILABLE. */
+int num_repo_renewal_failed(num_repo_t *r, const num_renew_req_t *req, const char *reason,
+                            gh_err_t *err);
 
 /* ---- the index -------------------------------------------------------------------------- */
 

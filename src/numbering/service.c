@@ -3,6 +3,8 @@
  * See service.h. */
 #include "service.h"
 
+#include "jobs.h"
+#include "ports.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -58,6 +60,25 @@ static const gh_config_key_t num_keys[] = {
      .max = 7 * DAY_S, .help = "reservation lifetime when the request gives none"},
     {"reserve_ttl_max_s", GH_CFG_INT, O(reserve_ttl_max_s), .def = 7 * DAY_S, .min = 1,
      .max = 7 * DAY_S, .help = "longest reservation a request may ask for"},
+    {"expiry_timers_max", GH_CFG_INT, O(expiry_timers_max), .def = 200000, .min = 1,
+     .max = 100000000, .help = "reservations with an in-process expiry timer (the rest: sweep)"},
+    {"expiry_sweep_grace_ms", GH_CFG_INT, O(expiry_sweep_grace_ms), .def = 500, .min = 0,
+     .max = 60000, .help = "the expiry sweep takes reservations due at least this long ago"},
+    {"renewal", GH_CFG_STR, O(renewal), .def_str = "@daily", .check = check_schedule,
+     .help = "lease renewal run through billing PreviewCharge (one replica at a time)"},
+    {"renewal_window_s", GH_CFG_INT, O(renewal_window_s), .def = DAY_S, .min = 60,
+     .max = 30 * DAY_S, .help = "the renewal run renews auto_renew leases ending within this"},
+    {"lease_end", GH_CFG_STR, O(lease_end), .def_str = "@every 1m", .check = check_schedule,
+     .help = "leases past ends_at go to QUARANTINED TENANT_RELEASE (one replica at a time)"},
+    {"audit_verify", GH_CFG_STR, O(audit_verify), .def_str = "@daily", .check = check_schedule,
+     .help = "audit chain verify (one replica at a time)"},
+    {"billing_url", GH_CFG_STR, O(billing_url), .def_str = "",
+     .help = "billing PreviewCharge endpoint (POST JSON); empty: leases are never renewed"},
+    {"senderid_url", GH_CFG_STR, O(senderid_url), .def_str = "",
+     .help = "sender-id registry IsVerified endpoint (POST JSON); empty: ALPHA ids cannot be "
+             "assigned"},
+    {"port_timeout_ms", GH_CFG_INT, O(port_timeout_ms), .def = 2000, .min = 50, .max = 60000,
+     .help = "timeout of one billing / sender-id call"},
 };
 #undef O
 static const gh_config_section_t num_section = {"numbering", sizeof(num_config_t), num_keys,
@@ -409,6 +430,10 @@ static int on_invalidate(const gh_bus_msg_t *msg, void *ud, char *reason, size_t
 			rc = GH_BUS_REJECT;
 			goto out;
 		}
+		num_state_t st;
+		if (num_state_parse(gh_json_get_str(data, "state", ""), &st) == 0)
+			num_expiry_note(s->expiry, (uint64_t)k, json_integer_value(ver), st,
+			                gh_json_get_int(data, "reservation_expires_ms", 0));
 		rc = num_index_invalidate(s->ix, (uint64_t)k, (uint64_t)json_integer_value(ver));
 		if (rc == -ENOSPC) {
 			/* A new number in a full index: it stays a miss, which asks the database.
@@ -469,19 +494,6 @@ static int job_heartbeat(void *ud, int64_t now_ms)
 	return rc;
 }
 
-static int job_expire(void *ud, int64_t now_ms)
-{
-	num_svc_t *s = ud;
-	int n = num_repo_expire_due(s->repo, now_ms, (int)s->cfg.sweep_batch);
-	if (n > 0) {
-		gh_counter_add(s->c_expired, (uint64_t)n);
-		char buf[16];
-		snprintf(buf, sizeof buf, "%d", n);
-		gh_log(GH_LOG_INFO, "reservations expired", "count", buf, NULL);
-	}
-	return n < 0 ? n : 0;
-}
-
 static int job_sweep(void *ud, int64_t now_ms)
 {
 	num_svc_t *s = ud;
@@ -536,6 +548,12 @@ static int num_ready(void *ud, char *why, size_t n)
 	return 0;
 }
 
+static void num_stop(void *state)
+{
+	num_svc_t *s = state;
+	num_expiry_stop(s->expiry); /* the scheduler is stopped, not freed: timers cancel */
+}
+
 static int add_job(num_svc_t *s, const char *name, const char *sched, gh_sched_job_fn fn,
                    unsigned flags)
 {
@@ -581,6 +599,18 @@ static int num_init(gh_app_t *app, void **state)
 		goto fail;
 	s->repo = repo;
 	s->store = app->store;
+	if ((rc = num_ports_new(s, cfg.billing_url, cfg.senderid_url, cfg.port_timeout_ms,
+	                        &s->ports)) < 0 ||
+	    (rc = num_expiry_new(s, app->sched, (size_t)cfg.expiry_timers_max, &s->expiry)) < 0)
+		goto fail;
+	if (!*cfg.billing_url)
+		gh_log(GH_LOG_WARN,
+		       "numbering: no billing_url: auto_renew leases will not be renewed (each "
+		       "emits number.renewal_failed.v1)",
+		       NULL);
+	if (!*cfg.senderid_url)
+		gh_log(GH_LOG_WARN, "numbering: no senderid_url: ALPHA ids cannot be assigned",
+		       NULL);
 
 	if ((rc = num_repo_seed_operators(repo, now, &err)) < 0) {
 		gh_log(GH_LOG_ERROR, "numbering: cannot seed operators", "detail", err.message,
@@ -621,11 +651,22 @@ static int num_init(gh_app_t *app, void **state)
 	snprintf(buf2, sizeof buf2, "%.1f", (double)(gh_clock_mono_ns(app->clock) - t0) / 1e6);
 	gh_log(GH_LOG_INFO, "numbering: index loaded", "numbers", buf, "ms", buf2, NULL);
 
+	/* timers for the reservations committed before this start; later ones come with the
+	 * invalidation stream, which also carries this replica's own commits */
+	if ((rc = num_expiry_load(s->expiry)) < 0) {
+		gh_log(GH_LOG_ERROR, "numbering: cannot read the live reservations", "error",
+		       strerror(-rc), NULL);
+		goto fail;
+	}
 	const unsigned L = GH_SCHED_LEASED;
 	if ((rc = add_job(s, "numbering-heartbeat", cfg.heartbeat, job_heartbeat, L)) < 0 ||
-	    (rc = add_job(s, "numbering-reservation-expiry", cfg.reservation_sweep, job_expire,
-	                  L)) < 0 ||
+	    (rc = add_job(s, "numbering-reservation-expiry", cfg.reservation_sweep,
+	                  num_job_reservation_sweep, L)) < 0 ||
 	    (rc = add_job(s, "numbering-quarantine-sweep", cfg.quarantine_sweep, job_sweep, L)) <
+	        0 ||
+	    (rc = add_job(s, "numbering-lease-renewal", cfg.renewal, num_job_renewal, L)) < 0 ||
+	    (rc = add_job(s, "numbering-lease-end", cfg.lease_end, num_job_lease_end, L)) < 0 ||
+	    (rc = add_job(s, "numbering-audit-verify", cfg.audit_verify, num_job_audit_verify, L)) <
 	        0 ||
 	    (rc = add_job(s, "numbering-metrics", cfg.metrics_refresh, job_metrics, 0)) < 0)
 		goto fail;
@@ -635,6 +676,8 @@ static int num_init(gh_app_t *app, void **state)
 	*state = s;
 	return 0;
 fail:
+	if (s)
+		num_expiry_stop(s->expiry);
 	gh_err_clear(&err);
 	talloc_free(tmp);
 	return rc < 0 ? rc : -EIO;
@@ -655,7 +698,7 @@ const gh_service_t num_service = {
     .migrations = "numbering",
     .subjects = num_subjects,
     .init = num_init,
-    .stop = NULL,
+    .stop = num_stop,
     .routes = num_routes,
     .jobs = num_jobs,
     .consumers = num_consumers,

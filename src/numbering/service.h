@@ -1,10 +1,11 @@
 /* service: the numbering service as `ghasi serve` hosts it (numbering spec; issue 3, items 4-6).
  *
  * num_service is the gh_service_t table: migrations "numbering", the HTTP routes of http.c, the
- * jobs (index heartbeat, reservation expiry, quarantine sweep, idempotency purge), the per-instance
- * consumer of num.cache.invalidate.v1 (every replica applies every invalidation to its index),
- * and init, which opens the repository, seeds the operators (and the demo data, seed.c) and
- * loads the number index.
+ * jobs (index heartbeat, idempotency purge, metrics; reservation expiry timers and sweep,
+ * quarantine sweep, lease renewal and end, audit verify: jobs.c), the per-instance consumer of
+ * num.cache.invalidate.v1 (every replica applies every invalidation to its index), and init/stop,
+ * which open the repository, seed the operators (and the demo data, seed.c), load the number
+ * index and arm the reservation timers.
  *
  * The state (num_svc_t) is shared by service.c, http.c and seed.c; handlers run concurrently on
  * the HTTP threads, so everything in it is either immutable after init, lock-free (the index,
@@ -37,6 +38,16 @@ typedef struct num_config_s {
 	int64_t sweep_batch;        /* rows per sweep run */
 	int64_t reserve_ttl_default_s;
 	int64_t reserve_ttl_max_s;
+	/* jobs and ports (jobs.h, ports.h) */
+	int64_t expiry_timers_max;     /* reservations with an in-process expiry timer */
+	int64_t expiry_sweep_grace_ms; /* the sweep takes reservations due this long ago */
+	char *renewal;                 /* schedule of the lease renewal run */
+	int64_t renewal_window_s;      /* renew leases ending within this */
+	char *lease_end;               /* schedule of the lease end (term elapsed) job */
+	char *audit_verify;            /* schedule of the audit chain verify */
+	char *billing_url;             /* billing PreviewCharge ("" = none: never renew) */
+	char *senderid_url;            /* sender-id IsVerified ("" = none: no ALPHA assign) */
+	int64_t port_timeout_ms;       /* each port call, whole exchange */
 } num_config_t;
 
 /* Register the section with gh_config_register; call once at start, before gh_config_load
@@ -74,6 +85,8 @@ typedef struct num_svc_s {
 	gh_store_t *store; /* NULL without a database */
 	num_repo_t *repo;  /* NULL without a database: a miss is then UNAVAILABLE */
 	num_index_t *ix;
+	struct num_ports_s *ports;   /* billing, sender-id (ports.h); NULL: none configured */
+	struct num_expiry_s *expiry; /* reservation expiry timers (jobs.h); NULL without app */
 	_Atomic(const num_optab_t *) optab;
 	pthread_mutex_t pool_mu; /* orders pool status updates of the index (num_svc_pool_sync) */
 	int64_t idem_ttl_ms;

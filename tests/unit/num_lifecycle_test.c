@@ -42,6 +42,8 @@ static const expect_t spec[] = {
      NUM_QR_TENANT_RELEASE, "number.released.v1"},
     {NUM_ST_SUSPENDED, NUM_ACT_RELEASE, NUM_ST_QUARANTINED, R(HOLDER) | R(ADMIN),
      NUM_QR_TENANT_RELEASE, "number.released.v1"},
+    {NUM_ST_ASSIGNED, NUM_ACT_EXPIRE, NUM_ST_QUARANTINED, R(SYSTEM), NUM_QR_TENANT_RELEASE, NULL},
+    {NUM_ST_SUSPENDED, NUM_ACT_EXPIRE, NUM_ST_QUARANTINED, R(SYSTEM), NUM_QR_TENANT_RELEASE, NULL},
     {NUM_ST_ASSIGNED, NUM_ACT_RECALL, NUM_ST_QUARANTINED, R(COMPLIANCE) | R(ADMIN) | R(SYSTEM),
      NUM_QR_RECALL_ADMIN, "number.recalled.v1"},
     {NUM_ST_SUSPENDED, NUM_ACT_RECALL, NUM_ST_QUARANTINED, R(COMPLIANCE) | R(ADMIN) | R(SYSTEM),
@@ -77,7 +79,8 @@ static num_step_t all_guards_ok(num_role_t role)
 	                    .pool_direct_assign = true,
 	                    .open_reason = NUM_QR_TENANT_RELEASE,
 	                    .quarantine_until_ms = NOW,
-	                    .justification_len = 200};
+	                    .justification_len = 200,
+	                    .term_ends_ms = NOW};
 }
 
 static void test_every_valid_transition_with_every_role(void **state)
@@ -178,6 +181,29 @@ static void test_reservation_release_skips_zero_cooloff(void **state)
 	in.kind = NUM_KIND_ALPHA;
 	assert_int_equal(num_lifecycle_step(NUM_ST_RESERVED, NUM_ACT_EXPIRE, &in, &t), 0);
 	assert_int_equal(t.to, NUM_ST_AVAILABLE);
+}
+
+/* Expiry of a reservation or a lease is allowed from its end time on, never before: a stale
+ * timer or a job that read an old row cannot end either early. */
+static void test_expire_waits_for_the_term(void **state)
+{
+	(void)state;
+	num_transition_t t;
+	num_step_t in = all_guards_ok(NUM_ROLE_SYSTEM);
+	const num_state_t from[] = {NUM_ST_RESERVED, NUM_ST_ASSIGNED, NUM_ST_SUSPENDED};
+	for (size_t i = 0; i < 3; i++) {
+		in.term_ends_ms = NOW + 1;
+		assert_int_equal(num_lifecycle_step(from[i], NUM_ACT_EXPIRE, &in, &t), -EBUSY);
+		in.term_ends_ms = NOW;
+		assert_int_equal(num_lifecycle_step(from[i], NUM_ACT_EXPIRE, &in, &t), 0);
+	}
+	/* a lapsed lease: TENANT_RELEASE with that cool-off, lease ended, no release event */
+	assert_int_equal(t.to, NUM_ST_QUARANTINED);
+	assert_int_equal(t.reason, NUM_QR_TENANT_RELEASE);
+	assert_int_equal(t.quarantine_until_ms, NOW + 90 * DAY_MS);
+	assert_true(t.flags & NUM_TF_LEASE_END);
+	assert_null(t.events[0]);
+	assert_string_equal(t.events[1], "number.quarantined.v1");
 }
 
 static void test_cooloff_per_reason_and_kind(void **state)
@@ -411,6 +437,7 @@ int main(void)
 	    cmocka_unit_test(test_reserve_ttl),
 	    cmocka_unit_test(test_bad_arguments),
 	    cmocka_unit_test(test_names_round_trip),
+	    cmocka_unit_test(test_expire_waits_for_the_term),
 	    cmocka_unit_test(test_markdown_matches_docs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
