@@ -309,6 +309,7 @@ static fx_t *fx_open(gh_test_backend_t b)
 	char *store = gh_test_store_url(b, f->dir);
 	if (!store) {
 		gh_test_rmtree(f->dir);
+		free(f->dir);
 		talloc_free(f);
 		return NULL;
 	}
@@ -316,7 +317,9 @@ static fx_t *fx_open(gh_test_backend_t b)
 	if (b == GH_TEST_PG) {
 		f->nats = gh_test_nats_url();
 		if (!f->nats) {
+			free(store);
 			gh_test_rmtree(f->dir);
+			free(f->dir);
 			talloc_free(f);
 			return NULL;
 		}
@@ -345,6 +348,7 @@ static fx_t *fx_open(gh_test_backend_t b)
 	    "GHASI_NUMBERING_ANOMALY_FLUSH=@every 1s",
 	    "GHASI_NUMBERING_ANOMALY_CHURN_CHECK=@every 1s",
 	    NULL};
+	free(store);
 	gh_err_t err = {0};
 	num_config_register();
 	if (gh_config_load(f, NULL, env, &f->cfg, &err) != 0)
@@ -405,6 +409,7 @@ static void fx_close(fx_t *f)
 	gh_test_rec_free(f->dlq);
 	json_decref(f->anomalies);
 	gh_test_rmtree(f->dir);
+	free(f->dir);
 	pthread_mutex_destroy(&f->mu);
 	talloc_free(f);
 }
