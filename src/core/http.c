@@ -654,6 +654,28 @@ const char *gh_http_client_cn(gh_http_req_t *req)
 	return p && p->state == PEER_OK ? p->cn : NULL;
 }
 
+int gh_http_client_addr(gh_http_req_t *req, char *buf, size_t n)
+{
+	if (!n)
+		return -ENOENT;
+	buf[0] = '\0';
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	if (!sa)
+		return -ENOENT;
+	const void *a = sa->sa_family == AF_INET
+	                    ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+	                : sa->sa_family == AF_INET6
+	                    ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+	                    : NULL;
+	if (!a || !inet_ntop(sa->sa_family, a, buf, (socklen_t)n)) {
+		buf[0] = '\0';
+		return -ENOENT;
+	}
+	return 0;
+}
+
 /* The mTLS policy: 0 or -EPERM with the request's error set. */
 static int check_mtls(gh_http_req_t *req)
 {

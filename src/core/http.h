@@ -154,6 +154,9 @@ int gh_http_idempotency_key(gh_http_req_t *req, const char **key);
 /* The CN of the client certificate when it verified against tls_client_ca and the CN is on
  * the allowlist; NULL otherwise (plain HTTP, no certificate, untrusted, CN not allowed). */
 const char *gh_http_client_cn(gh_http_req_t *req);
+/* The peer's IP address as text ("127.0.0.1", "::1") into buf (NUL-terminated). 0, or -ENOENT
+ * when unknown (buf then ""). For per-caller accounting when there is no certificate CN. */
+int gh_http_client_addr(gh_http_req_t *req, char *buf, size_t n);
 /* The caller the JWT check authenticated (auth.h), NULL when none. The check sets it with a
  * principal that lives as long as the request (allocate it in gh_http_ctx). */
 const gh_principal_t *gh_http_principal(const gh_http_req_t *req);

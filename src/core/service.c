@@ -98,13 +98,22 @@ int gh_app_open(void *ctx, const gh_config_t *cfg, gh_clock_t *clock,
 	if (rc < 0)
 		goto fail;
 
+	/* The stream's subjects: what the services publish and what they consume from outside,
+	 * each once (two services may consume one subject; JetStream refuses duplicates). */
 	const char **subjects = talloc_array(a, const char *, 1);
 	size_t nsub = 0;
 	for (size_t i = 0; i < n; i++)
-		for (const char *const *sj = svcs[i]->subjects; sj && *sj; sj++) {
-			subjects = talloc_realloc(a, subjects, const char *, nsub + 1);
-			subjects[nsub++] = *sj;
-		}
+		for (int list = 0; list < 2; list++)
+			for (const char *const *sj = list ? svcs[i]->consumes : svcs[i]->subjects;
+			     sj && *sj; sj++) {
+				size_t k = 0;
+				while (k < nsub && strcmp(subjects[k], *sj) != 0)
+					k++;
+				if (k < nsub)
+					continue;
+				subjects = talloc_realloc(a, subjects, const char *, nsub + 1);
+				subjects[nsub++] = *sj;
+			}
 	gh_bus_opts_t bo = {.stream = cfg->bus.stream,
 	                    .subjects = nsub ? subjects : NULL,
 	                    .n_subjects = nsub,

@@ -67,6 +67,12 @@ typedef struct gh_service_s {
 	const gh_service_job_t *jobs;           /* ends with {NULL}; may be NULL */
 	const gh_service_consumer_t *consumers; /* ends with {NULL}; may be NULL */
 	gh_http_ready_fn ready; /* /readyz check with the state as ud; may be NULL */
+	/* Subjects the service consumes from producers outside ghasi (compliance, billing, the
+	 * sender-id registry: "tenant.deleted.v1"). A bus consumer can only read the app's one
+	 * stream, so that stream carries them too: the producers publish on these subjects and
+	 * the stream captures them (no other stream may claim them). NULL-terminated; may be
+	 * NULL. Kept apart from `subjects` so the stream's contract says who owns what. */
+	const char *const *consumes;
 } gh_service_t;
 
 struct gh_app_s {

@@ -192,9 +192,17 @@ static int h_lookup(gh_http_req_t *req, void *ud)
 		return -EINVAL;
 	int64_t now = now_ms(s);
 	int rc = num_svc_entry(s, id.key, now, &e);
-	if (rc == -ENOENT)
+	if (rc == -ENOENT) {
+		/* enumeration signal (anomaly.c): the caller is its certificate CN, else its
+		 * address */
+		char addr[64];
+		const char *caller = gh_http_client_cn(req);
+		if (!caller && gh_http_client_addr(req, addr, sizeof addr) == 0)
+			caller = addr;
+		num_anomaly_on_lookup_unknown(s, caller, id.key, now);
 		return gh_err_set(gh_http_err(req), GH_E_NOT_FOUND, NULL,
 		                  "identifier is not registered");
+	}
 	if (rc < 0)
 		return gh_err_set(gh_http_err(req), GH_E_UNAVAILABLE, NULL,
 		                  rc == -ESTALE ? "number index is stale; retry later"

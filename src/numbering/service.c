@@ -79,6 +79,25 @@ static const gh_config_key_t num_keys[] = {
              "assigned"},
     {"port_timeout_ms", GH_CFG_INT, O(port_timeout_ms), .def = 2000, .min = 50, .max = 60000,
      .help = "timeout of one billing / sender-id call"},
+    {"anomaly_churn_per_hour", GH_CFG_INT, O(anomaly_churn_per_hour), .def = 500, .min = 0,
+     .max = 100000000,
+     .help = "numbering.anomaly.v1 when a tenant's reserves + releases in one hour reach this "
+             "(0: off)"},
+    {"anomaly_wrong_tenant_per_min", GH_CFG_INT, O(anomaly_wrong_tenant_per_min), .def = 100,
+     .min = 0, .max = 100000000,
+     .help = "numbering.anomaly.v1 when WRONG_TENANT validates of one calling tenant in one "
+             "minute reach this, per replica (0: off)"},
+    {"anomaly_lookup_unknown_per_min", GH_CFG_INT, O(anomaly_lookup_unknown_per_min), .def = 500,
+     .min = 0, .max = 100000,
+     .help = "numbering.anomaly.v1 when distinct unregistered identifiers one caller looked up "
+             "in one minute reach this (estimated), per replica (0: off)"},
+    {"anomaly_recent_quarantines", GH_CFG_INT, O(anomaly_recent_quarantines), .def = 65536,
+     .min = 16, .max = 16777216,
+     .help = "quarantine exits of the last 24 h tracked for the first-send signal"},
+    {"anomaly_flush", GH_CFG_STR, O(anomaly_flush), .def_str = "@every 10s",
+     .check = check_schedule, .help = "flush of the anomaly counters (every replica)"},
+    {"anomaly_churn_check", GH_CFG_STR, O(anomaly_churn_check), .def_str = "@every 1m",
+     .check = check_schedule, .help = "reserve/release churn query (one replica at a time)"},
 };
 #undef O
 static const gh_config_section_t num_section = {"numbering", sizeof(num_config_t), num_keys,
@@ -337,6 +356,7 @@ int num_svc_validate(num_svc_t *s, const char *ident, size_t len, const char *te
 	if (num_validate(s->ix, out->id.key, t, now_ms, &out->v) == 0) {
 		gh_counter_inc(s->c_hits);
 		out->caller_is_holder = t != NUM_TENANT_NONE && out->v.entry.tenant == t;
+		num_anomaly_on_validate(s, t, &out->v, now_ms);
 		return 0;
 	}
 	gh_counter_inc(s->c_misses);
@@ -364,6 +384,7 @@ int num_svc_validate(num_svc_t *s, const char *ident, size_t len, const char *te
 	out->v.allowed = r == NUM_VR_ALLOWED;
 	out->v.entry = e;
 	out->caller_is_holder = same;
+	num_anomaly_on_validate(s, t, &out->v, now_ms);
 	return 0;
 }
 
@@ -528,6 +549,10 @@ static int job_operators(void *ud, int64_t now_ms)
  * replica's /metrics shows them, off the hot path. */
 static int job_metrics(void *ud, int64_t now_ms) { return num_svc_metrics_refresh(ud, now_ms); }
 
+/* Every replica flushes its own hot-path counters; churn is read from the database by one. */
+static int job_anomaly_flush(void *ud, int64_t now_ms) { return num_anomaly_flush(ud, now_ms); }
+static int job_anomaly_churn(void *ud, int64_t now_ms) { return num_anomaly_churn(ud, now_ms); }
+
 static const gh_service_job_t num_jobs[] = {
     {"numbering-idempotency-purge", "@hourly", job_idem_purge, 0},
     {"numbering-operators-reload", "@every 1m", job_operators, 0},
@@ -617,7 +642,8 @@ static int num_init(gh_app_t *app, void **state)
 		       NULL);
 		goto fail;
 	}
-	if ((rc = num_svc_reload_operators(s)) < 0)
+	if ((rc = num_svc_reload_operators(s)) < 0 || (rc = num_consumers_init(s)) < 0 ||
+	    (rc = num_anomaly_init(s)) < 0)
 		goto fail;
 	if (cfg.seed_demo) {
 		bool seeded = false;
@@ -668,7 +694,11 @@ static int num_init(gh_app_t *app, void **state)
 	    (rc = add_job(s, "numbering-lease-end", cfg.lease_end, num_job_lease_end, L)) < 0 ||
 	    (rc = add_job(s, "numbering-audit-verify", cfg.audit_verify, num_job_audit_verify, L)) <
 	        0 ||
-	    (rc = add_job(s, "numbering-metrics", cfg.metrics_refresh, job_metrics, 0)) < 0)
+	    (rc = add_job(s, "numbering-metrics", cfg.metrics_refresh, job_metrics, 0)) < 0 ||
+	    (rc = add_job(s, "numbering-anomaly-flush", cfg.anomaly_flush, job_anomaly_flush, 0)) <
+	        0 ||
+	    (rc = add_job(s, "numbering-anomaly-churn", cfg.anomaly_churn_check, job_anomaly_churn,
+	                  L)) < 0)
 		goto fail;
 	talloc_steal(app->ctx, ix);
 	talloc_steal(app->ctx, s);
@@ -688,6 +718,13 @@ fail:
  * missed (earlier changes are in the load; replays are harmless, entries carry versions). */
 static const gh_service_consumer_t num_consumers[] = {
     {NUM_CACHE_SUBJECT, "numcache", on_invalidate, .per_instance = 1},
+    /* Events of other services (consumers.c): durables shared by the replicas, so each event
+     * is handled by one of them. */
+    {"compliance.tenant.suspended.v1", "numbering-compliance-tenant-suspended", num_on_event},
+    {"tenant.deleted.v1", "numbering-tenant-deleted", num_on_event},
+    {"senderid.revoked.v1", "numbering-senderid-revoked", num_on_event},
+    {"billing.account.delinquent.v1", "numbering-billing-delinquent", num_on_event},
+    {"billing.account.paid.v1", "numbering-billing-paid", num_on_event},
     {NULL},
 };
 
@@ -703,4 +740,5 @@ const gh_service_t num_service = {
     .jobs = num_jobs,
     .consumers = num_consumers,
     .ready = num_ready,
+    .consumes = num_consumed_subjects,
 };

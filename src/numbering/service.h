@@ -48,6 +48,13 @@ typedef struct num_config_s {
 	char *billing_url;             /* billing PreviewCharge ("" = none: never renew) */
 	char *senderid_url;            /* sender-id IsVerified ("" = none: no ALPHA assign) */
 	int64_t port_timeout_ms;       /* each port call, whole exchange */
+	/* anomaly signals (anomaly.c); a threshold of 0 disables its signal */
+	int64_t anomaly_churn_per_hour;         /* reserves + releases of a tenant in 1 h */
+	int64_t anomaly_wrong_tenant_per_min;   /* WRONG_TENANT validates of a caller tenant */
+	int64_t anomaly_lookup_unknown_per_min; /* distinct unknown identifiers of a caller */
+	int64_t anomaly_recent_quarantines;     /* quarantine exits of 24 h the index tracks */
+	char *anomaly_flush;                    /* schedule of the counters' flush (each replica) */
+	char *anomaly_churn_check;              /* schedule of the churn query (one replica) */
 } num_config_t;
 
 /* Register the section with gh_config_register; call once at start, before gh_config_load
@@ -101,6 +108,9 @@ typedef struct num_svc_s {
 	gh_metrics_t *metrics;
 	pthread_mutex_t pools_mu; /* guards the list (the values are atomics) */
 	num_pool_gauge_t *pools;
+
+	struct num_events_s *events;   /* compiled event schemas (consumers.c); NULL: none */
+	struct num_anomaly_s *anomaly; /* anomaly counters (anomaly.c); NULL: not counted */
 } num_svc_t;
 
 #define NUM_VRES_UNAVAILABLE (NUM_VR__COUNT)
@@ -179,6 +189,34 @@ int num_portal_release(gh_http_req_t *req, void *ud);
 int num_portal_reclaim(gh_http_req_t *req, void *ud);
 int num_portal_leases(gh_http_req_t *req, void *ud);
 int num_portal_pool(gh_http_req_t *req, void *ud);
+
+/* ---- event consumers (consumers.c) ------------------------------------------------------ */
+
+/* Subjects of the events numbering consumes (the service's `consumes`), NULL-terminated. */
+extern const char *const num_consumed_subjects[];
+/* Compile the events' schemas into s->events; once, in init. 0, -EINVAL, -ENOMEM. */
+int num_consumers_init(num_svc_t *s);
+/* The handler of every consumed subject (ud: the num_svc_t); see consumers.c. */
+int num_on_event(const gh_bus_msg_t *msg, void *ud, char *reason, size_t reason_len);
+/* Fault injection for crash tests: the next bulk loop leaves its delivery unacknowledged
+ * (GH_BUS_ABANDON, as a consumer dying) after changing n numbers; -1 disarms. Process-wide. */
+void num_consumers_fault_abandon_after(int n);
+
+/* ---- anomaly signals (anomaly.c) ------------------------------------------------------- */
+
+/* Reserve the counters (sized by cfg.index_tenants) into s->anomaly. 0 or -ENOMEM. */
+int num_anomaly_init(num_svc_t *s);
+/* Hot-path hooks: lock-free, allocation-free, no-ops without s->anomaly. caller_tidx is the
+ * caller's tenant index (NUM_TENANT_NONE when unknown to the index). */
+void num_anomaly_on_validate(num_svc_t *s, uint32_t caller_tidx, const num_validate_t *v,
+                             int64_t now_ms);
+/* A Lookup of an unregistered identifier key by caller (certificate CN or peer address). */
+void num_anomaly_on_lookup_unknown(num_svc_t *s, const char *caller, uint64_t key, int64_t now_ms);
+/* The flush job (every replica): reload the recent quarantine exits, publish
+ * numbering.anomaly.v1 for the counters above their thresholds. 0 or -EIO. */
+int num_anomaly_flush(num_svc_t *s, int64_t now_ms);
+/* The churn job (one replica): reserve/release churn per tenant over the last hour. */
+int num_anomaly_churn(num_svc_t *s, int64_t now_ms);
 
 /* ---- demo data (seed.c) ------------------------------------------------------------------ */
 
