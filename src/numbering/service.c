@@ -3,6 +3,8 @@
  * See service.h. */
 #include "service.h"
 
+#include "export.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -58,6 +60,21 @@ static const gh_config_key_t num_keys[] = {
      .max = 7 * DAY_S, .help = "reservation lifetime when the request gives none"},
     {"reserve_ttl_max_s", GH_CFG_INT, O(reserve_ttl_max_s), .def = 7 * DAY_S, .min = 1,
      .max = 7 * DAY_S, .help = "longest reservation a request may ask for"},
+    {"export_schedule", GH_CFG_STR, O(export_schedule), .def_str = "0 1 1 * *",
+     .check = check_schedule,
+     .help = "regulator export of the previous month (one replica at a time)"},
+    {"export_retention_years", GH_CFG_INT, O(export_retention_years), .def = 7, .min = 1,
+     .max = 100, .help = "archive retention of regulator exports after the month's end"},
+    {"export_key_pem", GH_CFG_STR, O(export_key_pem), .def_str = "",
+     .help = "path of the Ed25519 private key (PEM) signing regulator exports"},
+    {"export_pkcs11_module", GH_CFG_STR, O(export_pkcs11_module), .def_str = "",
+     .help = "PKCS#11 module holding the export key (instead of export_key_pem)"},
+    {"export_pkcs11_token", GH_CFG_STR, O(export_pkcs11_token), .def_str = "",
+     .help = "label of the PKCS#11 token holding the export key"},
+    {"export_pkcs11_pin", GH_CFG_STR, O(export_pkcs11_pin), .def_str = "",
+     .flags = GH_CFG_SECRET, .help = "user PIN of the PKCS#11 token"},
+    {"export_pkcs11_key", GH_CFG_STR, O(export_pkcs11_key), .def_str = "",
+     .help = "label of the Ed25519 key pair on the PKCS#11 token"},
 };
 #undef O
 static const gh_config_section_t num_section = {"numbering", sizeof(num_config_t), num_keys,
@@ -587,7 +604,7 @@ static int num_init(gh_app_t *app, void **state)
 		       NULL);
 		goto fail;
 	}
-	if ((rc = num_svc_reload_operators(s)) < 0)
+	if ((rc = num_svc_reload_operators(s)) < 0 || (rc = num_export_setup(s)) < 0)
 		goto fail;
 	if (cfg.seed_demo) {
 		bool seeded = false;
@@ -627,7 +644,9 @@ static int num_init(gh_app_t *app, void **state)
 	                  L)) < 0 ||
 	    (rc = add_job(s, "numbering-quarantine-sweep", cfg.quarantine_sweep, job_sweep, L)) <
 	        0 ||
-	    (rc = add_job(s, "numbering-metrics", cfg.metrics_refresh, job_metrics, 0)) < 0)
+	    (rc = add_job(s, "numbering-metrics", cfg.metrics_refresh, job_metrics, 0)) < 0 ||
+	    (rc = add_job(s, "numbering-regulator-export", cfg.export_schedule, num_export_job,
+	                  L)) < 0)
 		goto fail;
 	talloc_steal(app->ctx, ix);
 	talloc_steal(app->ctx, s);
