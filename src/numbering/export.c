@@ -617,9 +617,11 @@ static int file_set(num_export_result_t *r, int i, const void *data, size_t len,
 {
 	num_export_file_t *f = &r->files[i];
 	f->name = num_export_file_names[i];
-	f->data = talloc_memdup(r, data, len ? len : 1);
+	f->data = talloc_size(r, len + 1);
 	if (!f->data)
 		return -ENOMEM;
+	memcpy(f->data, data, len);
+	f->data[len] = '\0';
 	f->len = len;
 	f->rows = rows;
 	return gh_sign_sha256_hex(data, len, f->sha256) < 0 ? -EIO : 0;
@@ -718,7 +720,8 @@ static int build(num_export_t *x, gh_conn_t *c, num_export_result_t *r, int64_t 
 	if (rc == -EBADMSG) {
 		gh_log(GH_LOG_ERROR, "numbering export: unreadable audit row", "month", r->month,
 		       "problem", b.why, NULL);
-		rc = gh_err_set(err, GH_E_INTERNAL, NULL, "%s", b.why);
+		gh_err_set(err, GH_E_INTERNAL, NULL, "%s", b.why);
+		rc = -EBADMSG;
 		goto out;
 	}
 	if (rc < 0)
@@ -868,11 +871,11 @@ static int archive_files(num_export_t *x, num_export_result_t *r, int64_t end_ms
 			    "numbering export: the archive holds other bytes for this month (audit "
 			    "chain or signing key changed since it was archived)",
 			    "month", r->month, "file", f->name, NULL);
-			rc = gh_err_set(
-			    err, GH_E_CONFLICT, NULL,
-			    "the archived export of %s differs from this generation (%s): "
-			    "the audit chain or the signing key changed since",
-			    r->month, f->name);
+			gh_err_set(err, GH_E_CONFLICT, NULL,
+			           "the archived export of %s differs from this generation (%s): "
+			           "the audit chain or the signing key changed since",
+			           r->month, f->name);
+			rc = -EEXIST;
 		} else if (rc < 0) {
 			rc = gh_err_set(err, GH_E_UNAVAILABLE, NULL, "archive write failed (%s)",
 			                strerror(-rc));

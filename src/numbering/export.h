@@ -81,7 +81,7 @@ void num_export_prev_month(int64_t now_ms, char out[NUM_EXPORT_MONTH_LEN]);
 
 typedef struct num_export_file_s {
 	const char *name; /* one of num_export_file_names */
-	char *data;       /* talloc child of the result */
+	char *data;       /* talloc child of the result; NUL-terminated for convenience */
 	size_t len;
 	char sha256[GH_SHA256_HEX_LEN + 1];
 	int64_t rows; /* CSV data rows (without the header); -1 for the manifest and signature */
