@@ -393,6 +393,8 @@ typedef struct {
 	int64_t ev_rows;
 	int64_t events_after; /* rows with seq > this are the month's events */
 	int64_t seq;          /* of the row being applied, for messages */
+	int64_t mismatches;   /* rows whose `from` is not the replayed state */
+	int64_t first_mismatch;
 	char why[160];
 } build_t;
 
@@ -476,6 +478,11 @@ static int apply_row(build_t *b, int64_t seq, int64_t ts, const char *actor, con
 		s->state = NUM_ST_AVAILABLE;
 		created = true;
 	} else if (to && num_state_parse(to, &st) == 0) {
+		/* a number that changed outside the chain (or was created without a creation
+		 * row) shows here: the export is then not the database's history; say so */
+		if (from && strcmp(from, num_state_name((num_state_t)s->state)) != 0 &&
+		    b->mismatches++ == 0)
+			b->first_mismatch = seq;
 		s->state = (uint8_t)st;
 		uint32_t ten;
 		if ((rc = strtab_intern(t->ctx, &t->strs, row_tenant, &ten)) < 0)
@@ -726,6 +733,15 @@ static int build(num_export_t *x, gh_conn_t *c, num_export_result_t *r, int64_t 
 	}
 	if (rc < 0)
 		goto db;
+	if (b.mismatches) {
+		char n[24], first[24];
+		snprintf(n, sizeof n, "%lld", (long long)b.mismatches);
+		snprintf(first, sizeof first, "%lld", (long long)b.first_mismatch);
+		gh_log(GH_LOG_WARN,
+		       "numbering export: audit rows whose from-state differs from the replay "
+		       "(numbers changed or created without an audit row)",
+		       "month", r->month, "rows", n, "first_seq", first, NULL);
+	}
 	if ((rc = write_inventory(&b, inv, &inv_rows)) < 0)
 		goto out;
 	size_t len;
