@@ -148,7 +148,8 @@ int num_export_cli_verify(int argc, char **argv);
 struct num_svc_s;
 int num_export_setup(struct num_svc_s *s);
 
-/* HTTP handlers (ud = num_svc_t *), routed in http.c with JWT platform-admin or compliance. */
+/* HTTP handlers (ud = num_svc_t *), routed in http.c with JWT and these roles. */
+#define NUM_EXPORT_ROLES (GH_ROLE_PLATFORM_ADMIN | GH_ROLE_COMPLIANCE)
 int num_export_h_create(gh_http_req_t *req, void *ud);
 int num_export_h_list(gh_http_req_t *req, void *ud);
 int num_export_h_get(gh_http_req_t *req, void *ud);

@@ -852,7 +852,6 @@ static int h_audit_verify(gh_http_req_t *req, void *ud)
 
 #define NUMS  "/v1/numbering/numbers/{identifier}"
 #define ADMIN "/v1/admin/numbering"
-#define EXPORT_ROLES (GH_ROLE_PLATFORM_ADMIN | GH_ROLE_COMPLIANCE)
 const gh_service_route_t num_routes[] = {
     {"GET", "/v1/numbering/validate-lease", h_validate_get},
     {"POST", "/v1/numbering/validate-lease", h_validate_post},
@@ -876,10 +875,11 @@ const gh_service_route_t num_routes[] = {
     {"PUT", ADMIN "/pools/{tenant_id}", h_pool_put},
     {"PATCH", ADMIN "/pools/{tenant_id}", h_pool_patch},
     {"POST", ADMIN "/audit:verify", h_audit_verify},
-    {"POST", ADMIN "/exports", num_export_h_create, .auth = GH_AUTH_JWT, .roles = EXPORT_ROLES},
-    {"GET", ADMIN "/exports", num_export_h_list, .auth = GH_AUTH_JWT, .roles = EXPORT_ROLES},
-    {"GET", ADMIN "/exports/{id}", num_export_h_get, .auth = GH_AUTH_JWT, .roles = EXPORT_ROLES},
+    {"POST", ADMIN "/exports", num_export_h_create, .auth = GH_AUTH_JWT, .roles = NUM_EXPORT_ROLES},
+    {"GET", ADMIN "/exports", num_export_h_list, .auth = GH_AUTH_JWT, .roles = NUM_EXPORT_ROLES},
+    {"GET", ADMIN "/exports/{id}", num_export_h_get, .auth = GH_AUTH_JWT,
+     .roles = NUM_EXPORT_ROLES},
     {"GET", ADMIN "/exports/{id}/file", num_export_h_file, .auth = GH_AUTH_JWT,
-     .roles = EXPORT_ROLES},
+     .roles = NUM_EXPORT_ROLES},
     {NULL},
 };

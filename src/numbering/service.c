@@ -71,8 +71,8 @@ static const gh_config_key_t num_keys[] = {
      .help = "PKCS#11 module holding the export key (instead of export_key_pem)"},
     {"export_pkcs11_token", GH_CFG_STR, O(export_pkcs11_token), .def_str = "",
      .help = "label of the PKCS#11 token holding the export key"},
-    {"export_pkcs11_pin", GH_CFG_STR, O(export_pkcs11_pin), .def_str = "",
-     .flags = GH_CFG_SECRET, .help = "user PIN of the PKCS#11 token"},
+    {"export_pkcs11_pin", GH_CFG_STR, O(export_pkcs11_pin), .def_str = "", .flags = GH_CFG_SECRET,
+     .help = "user PIN of the PKCS#11 token"},
     {"export_pkcs11_key", GH_CFG_STR, O(export_pkcs11_key), .def_str = "",
      .help = "label of the Ed25519 key pair on the PKCS#11 token"},
 };

@@ -38,13 +38,13 @@ typedef struct num_config_s {
 	int64_t reserve_ttl_default_s;
 	int64_t reserve_ttl_max_s;
 	/* regulator export (export.c) */
-	char *export_schedule;       /* the monthly job, for the previous month */
+	char *export_schedule; /* the monthly job, for the previous month */
 	int64_t export_retention_years;
-	char *export_key_pem;        /* Ed25519 private key PEM path, or */
-	char *export_pkcs11_module;  /* a key on a PKCS#11 token: module path, */
-	char *export_pkcs11_token;   /* token label, */
-	char *export_pkcs11_pin;     /* user PIN (secret), */
-	char *export_pkcs11_key;     /* key pair label */
+	char *export_key_pem;       /* Ed25519 private key PEM path, or */
+	char *export_pkcs11_module; /* a key on a PKCS#11 token: module path, */
+	char *export_pkcs11_token;  /* token label, */
+	char *export_pkcs11_pin;    /* user PIN (secret), */
+	char *export_pkcs11_key;    /* key pair label */
 } num_config_t;
 
 /* Register the section with gh_config_register; call once at start, before gh_config_load
