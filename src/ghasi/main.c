@@ -1,9 +1,11 @@
-/* ghasi: one binary; subcommands serve, migrate, version. */
+/* ghasi: one binary; subcommands serve, migrate, print-config, version, and the services' tools
+ * (numbering). */
 #include <stdio.h>
 #include <string.h>
 #include <talloc.h>
 
 #include "gh-core.h"
+#include "numbering/cli.h"
 #include "services.h"
 
 extern char **environ;
@@ -15,6 +17,7 @@ static int usage(FILE *f)
 	           "  serve          host the enabled services until SIGTERM\n"
 	           "  migrate        apply pending database migrations and exit\n"
 	           "  print-config   print the effective configuration (secrets masked)\n"
+	           "  numbering ...  numbering tools (ghasi numbering --help)\n"
 	           "  version        print the version\n");
 	return f == stderr ? 2 : 0;
 }
@@ -40,6 +43,8 @@ int main(int argc, char **argv)
 		printf("ghasi %s\n", GH_VERSION);
 		return 0;
 	}
+	if (strcmp(cmd, "numbering") == 0)
+		return num_cli_main(config_path, argc - i, argv + i);
 	int is_serve = strcmp(cmd, "serve") == 0, is_migrate = strcmp(cmd, "migrate") == 0,
 	    is_print = strcmp(cmd, "print-config") == 0;
 	if (!is_serve && !is_migrate && !is_print) {

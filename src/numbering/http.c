@@ -20,6 +20,7 @@
 #include <string.h>
 #include <talloc.h>
 
+#include "export.h"
 #include "ports.h"
 #include "service.h"
 
@@ -952,5 +953,11 @@ const gh_service_route_t num_routes[] = {
     {"POST", PORTAL "/numbers/{identifier}:reclaim", num_portal_reclaim, TENANT_W},
     {"GET", PORTAL "/leases", num_portal_leases, TENANT_R},
     {"GET", PORTAL "/pool", num_portal_pool, TENANT_R},
+    {"POST", ADMIN "/exports", num_export_h_create, .auth = GH_AUTH_JWT, .roles = NUM_EXPORT_ROLES},
+    {"GET", ADMIN "/exports", num_export_h_list, .auth = GH_AUTH_JWT, .roles = NUM_EXPORT_ROLES},
+    {"GET", ADMIN "/exports/{id}", num_export_h_get, .auth = GH_AUTH_JWT,
+     .roles = NUM_EXPORT_ROLES},
+    {"GET", ADMIN "/exports/{id}/file", num_export_h_file, .auth = GH_AUTH_JWT,
+     .roles = NUM_EXPORT_ROLES},
     {NULL},
 };

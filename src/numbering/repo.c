@@ -852,6 +852,9 @@ static int transition_fn(gh_conn_t *c, void *ud)
 		json_object_set_new(payload, "lease_id", json_string(after->lease_id));
 	if (req->justification && *req->justification)
 		json_object_set_new(payload, "justification", json_string(req->justification));
+	/* the lease term too: the regulator export replays leases from the chain (export.c) */
+	if (after->has_lease)
+		json_object_set_new(payload, "lease_ends", time_json(after->lease_ends_ms));
 	char action[40];
 	snprintf(action, sizeof(action), "number.%s", act);
 	rc = gh_audit_append(c, CHAIN,

@@ -3,8 +3,10 @@
  * See service.h. */
 #include "service.h"
 
+#include "export.h"
 #include "jobs.h"
 #include "ports.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -98,6 +100,21 @@ static const gh_config_key_t num_keys[] = {
      .check = check_schedule, .help = "flush of the anomaly counters (every replica)"},
     {"anomaly_churn_check", GH_CFG_STR, O(anomaly_churn_check), .def_str = "@every 1m",
      .check = check_schedule, .help = "reserve/release churn query (one replica at a time)"},
+    {"export_schedule", GH_CFG_STR, O(export_schedule), .def_str = "0 1 1 * *",
+     .check = check_schedule,
+     .help = "regulator export of the previous month (one replica at a time)"},
+    {"export_retention_years", GH_CFG_INT, O(export_retention_years), .def = 7, .min = 1,
+     .max = 100, .help = "archive retention of regulator exports after the month's end"},
+    {"export_key_pem", GH_CFG_STR, O(export_key_pem), .def_str = "",
+     .help = "path of the Ed25519 private key (PEM) signing regulator exports"},
+    {"export_pkcs11_module", GH_CFG_STR, O(export_pkcs11_module), .def_str = "",
+     .help = "PKCS#11 module holding the export key (instead of export_key_pem)"},
+    {"export_pkcs11_token", GH_CFG_STR, O(export_pkcs11_token), .def_str = "",
+     .help = "label of the PKCS#11 token holding the export key"},
+    {"export_pkcs11_pin", GH_CFG_STR, O(export_pkcs11_pin), .def_str = "", .flags = GH_CFG_SECRET,
+     .help = "user PIN of the PKCS#11 token"},
+    {"export_pkcs11_key", GH_CFG_STR, O(export_pkcs11_key), .def_str = "",
+     .help = "label of the Ed25519 key pair on the PKCS#11 token"},
 };
 #undef O
 static const gh_config_section_t num_section = {"numbering", sizeof(num_config_t), num_keys,
@@ -643,7 +660,7 @@ static int num_init(gh_app_t *app, void **state)
 		goto fail;
 	}
 	if ((rc = num_svc_reload_operators(s)) < 0 || (rc = num_consumers_init(s)) < 0 ||
-	    (rc = num_anomaly_init(s)) < 0)
+	    (rc = num_anomaly_init(s)) < 0 || (rc = num_export_setup(s)) < 0)
 		goto fail;
 	if (cfg.seed_demo) {
 		bool seeded = false;
@@ -698,6 +715,8 @@ static int num_init(gh_app_t *app, void **state)
 	    (rc = add_job(s, "numbering-anomaly-flush", cfg.anomaly_flush, job_anomaly_flush, 0)) <
 	        0 ||
 	    (rc = add_job(s, "numbering-anomaly-churn", cfg.anomaly_churn_check, job_anomaly_churn,
+	                  L)) < 0 ||
+	    (rc = add_job(s, "numbering-regulator-export", cfg.export_schedule, num_export_job,
 	                  L)) < 0)
 		goto fail;
 	talloc_steal(app->ctx, ix);

@@ -55,6 +55,14 @@ typedef struct num_config_s {
 	int64_t anomaly_recent_quarantines;     /* quarantine exits of 24 h the index tracks */
 	char *anomaly_flush;                    /* schedule of the counters' flush (each replica) */
 	char *anomaly_churn_check;              /* schedule of the churn query (one replica) */
+	/* regulator export (export.c) */
+	char *export_schedule; /* the monthly job, for the previous month */
+	int64_t export_retention_years;
+	char *export_key_pem;       /* Ed25519 private key PEM path, or */
+	char *export_pkcs11_module; /* a key on a PKCS#11 token: module path, */
+	char *export_pkcs11_token;  /* token label, */
+	char *export_pkcs11_pin;    /* user PIN (secret), */
+	char *export_pkcs11_key;    /* key pair label */
 } num_config_t;
 
 /* Register the section with gh_config_register; call once at start, before gh_config_load
@@ -111,6 +119,7 @@ typedef struct num_svc_s {
 
 	struct num_events_s *events;   /* compiled event schemas (consumers.c); NULL: none */
 	struct num_anomaly_s *anomaly; /* anomaly counters (anomaly.c); NULL: not counted */
+	struct num_export_s *exp;      /* regulator exports (export.h); NULL without a database */
 } num_svc_t;
 
 #define NUM_VRES_UNAVAILABLE (NUM_VR__COUNT)
