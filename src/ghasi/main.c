@@ -4,6 +4,7 @@
 #include <talloc.h>
 
 #include "gh-core.h"
+#include "numbering/cli.h"
 #include "services.h"
 
 extern char **environ;
@@ -15,6 +16,7 @@ static int usage(FILE *f)
 	           "  serve          host the enabled services until SIGTERM\n"
 	           "  migrate        apply pending database migrations and exit\n"
 	           "  print-config   print the effective configuration (secrets masked)\n"
+	           "  numbering ...  numbering tools (ghasi numbering --help)\n"
 	           "  version        print the version\n");
 	return f == stderr ? 2 : 0;
 }
@@ -41,8 +43,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	int is_serve = strcmp(cmd, "serve") == 0, is_migrate = strcmp(cmd, "migrate") == 0,
-	    is_print = strcmp(cmd, "print-config") == 0;
-	if (!is_serve && !is_migrate && !is_print) {
+	    is_print = strcmp(cmd, "print-config") == 0, is_num = strcmp(cmd, "numbering") == 0;
+	if (!is_serve && !is_migrate && !is_print && !is_num) {
 		fprintf(stderr, "ghasi: unknown command '%s'\n", cmd);
 		return usage(stderr);
 	}
@@ -62,6 +64,8 @@ int main(int argc, char **argv)
 	if (is_print) {
 		fputs(gh_config_dump(root, cfg), stdout);
 		rc = 0;
+	} else if (is_num) {
+		rc = num_cli_main(root, cfg, argc - i - 1, argv + i + 1);
 	} else if (is_migrate) {
 		rc = ghasi_migrate(root, cfg);
 	} else {

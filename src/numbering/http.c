@@ -16,6 +16,7 @@
 #include <string.h>
 #include <talloc.h>
 
+#include "import.h"
 #include "service.h"
 
 #define ADMIN_SCOPE    "admin"
@@ -874,5 +875,15 @@ const gh_service_route_t num_routes[] = {
     {"PUT", ADMIN "/pools/{tenant_id}", h_pool_put},
     {"PATCH", ADMIN "/pools/{tenant_id}", h_pool_patch},
     {"POST", ADMIN "/audit:verify", h_audit_verify},
+/* imports, signing keys, contracts (import.c): platform-admin */
+#define PA .auth = GH_AUTH_JWT, .roles = GH_ROLE_PLATFORM_ADMIN
+    {"GET", ADMIN "/operators/{id}/signing-keys", num_h_signing_keys_list, PA},
+    {"POST", ADMIN "/operators/{id}/signing-keys", num_h_signing_key_add, PA},
+    {"GET", ADMIN "/contracts", num_h_contracts_list, PA},
+    {"POST", ADMIN "/contracts", num_h_contract_create, PA},
+    {"POST", ADMIN "/imports", num_h_import_create, .import_body = 1, PA},
+    {"GET", ADMIN "/imports/{id}", num_h_import_get, PA},
+    {"GET", ADMIN "/imports/{id}/errors", num_h_import_errors, PA},
+#undef PA
     {NULL},
 };
