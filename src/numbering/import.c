@@ -862,14 +862,17 @@ int num_import_run(gh_store_t *store, gh_metrics_t *metrics, const num_import_re
 		rc = err->code != GH_OK ? rc : rc == -ENOMEM ? rc : db_fail(err, rc, "prepare");
 		goto out;
 	}
+	/* The signature first: a bad one is REJECTED even for a file imported before, so the
+	 * replay below never answers an unsigned upload with an earlier batch. */
+	verify(ctx, p, q, &u->v);
 	if ((rc = gh_sign_sha256_hex(q->data, q->len, u->sha)) < 0 ||
-	    (rc = find_existing(c, u)) < 0) {
+	    (!u->v.reason && (rc = find_existing(c, u)) < 0)) {
 		gh_store_release(c);
 		rc = db_fail(err, rc, "file lookup");
 		goto out;
 	}
 	gh_store_release(c);
-	if (rc == 1) /* a replay needs no signature check and no parse */
+	if (rc == 1) /* a replay: no parse */
 		goto finish;
 
 	gh_uuid_v7(q->now_ms, u->batch_id);
@@ -880,7 +883,6 @@ int num_import_run(gh_store_t *store, gh_metrics_t *metrics, const num_import_re
 	                             .contract = p->has_contract ? &p->contract : NULL,
 	                             .contracts = p->contracts,
 	                             .ncontracts = p->ncontracts};
-	verify(ctx, p, q, &u->v);
 	if (u->v.reason) {
 		u->reject = u->v.reason;
 		goto reject;
