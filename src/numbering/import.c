@@ -798,7 +798,8 @@ static int import_tx(gh_conn_t *c, void *ud)
 		return rc;
 	for (size_t i = 0; i < u->nrows; i++)
 		u->skipped += u->st[i] == ROW_SKIP;
-	qsort(u->errs, u->nerrs, sizeof *u->errs, cmp_err);
+	if (u->nerrs)
+		qsort(u->errs, u->nerrs, sizeof *u->errs, cmp_err);
 	u->rejected = u->nerrs;
 	if (u->nerrs == 0) {
 		u->status = NUM_IMPORT_ACCEPTED;
@@ -906,7 +907,8 @@ int num_import_run(gh_store_t *store, gh_metrics_t *metrics, const num_import_re
 		goto out;
 	}
 	/* Duplicates inside the file: every occurrence is refused, naming another one. */
-	qsort(u->rows, u->nrows, sizeof *u->rows, cmp_row);
+	if (u->nrows)
+		qsort(u->rows, u->nrows, sizeof *u->rows, cmp_row);
 	for (size_t i = 0; i < u->nrows;) {
 		size_t j = i + 1;
 		while (j < u->nrows && u->rows[j].key == u->rows[i].key)
