@@ -110,9 +110,8 @@ gh_mp_t *gh_mp_new(void *ctx, const char *boundary, const gh_mp_opts_t *opts);
  *            Pointers in *ev stay valid until the next call (DATA into the chunk or the
  *            parser; part strings until the next part).
  *   -EAGAIN  the input is used up (*pos == end): feed the next chunk;
- *   -EINVAL  malformed: gh_mp_last_error() says why; every later call returns -EINVAL too;
- *   -EALREADY after GH_MP_EV_END: the rest is epilogue and is consumed silently (returns
- *            -EAGAIN), so this is only returned by gh_mp_finish misuse. */
+ *   -EINVAL  malformed: gh_mp_last_error() says why; every later call returns -EINVAL too.
+ * After GH_MP_EV_END the rest of the input is epilogue: consumed silently (-EAGAIN). */
 int gh_mp_parse(gh_mp_t *p, const char **pos, const char *end, gh_mp_event_t *ev);
 /* End of input: 0 when the close delimiter was read, -EINVAL (GH_MP_E_TRUNCATED, or the
  * earlier error) otherwise. */
