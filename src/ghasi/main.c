@@ -43,11 +43,9 @@ int main(int argc, char **argv)
 		printf("ghasi %s\n", GH_VERSION);
 		return 0;
 	}
-	if (strcmp(cmd, "numbering") == 0)
-		return num_cli_main(config_path, argc - i, argv + i);
 	int is_serve = strcmp(cmd, "serve") == 0, is_migrate = strcmp(cmd, "migrate") == 0,
-	    is_print = strcmp(cmd, "print-config") == 0;
-	if (!is_serve && !is_migrate && !is_print) {
+	    is_print = strcmp(cmd, "print-config") == 0, is_num = strcmp(cmd, "numbering") == 0;
+	if (!is_serve && !is_migrate && !is_print && !is_num) {
 		fprintf(stderr, "ghasi: unknown command '%s'\n", cmd);
 		return usage(stderr);
 	}
@@ -67,6 +65,8 @@ int main(int argc, char **argv)
 	if (is_print) {
 		fputs(gh_config_dump(root, cfg), stdout);
 		rc = 0;
+	} else if (is_num) {
+		rc = num_cli_main(root, cfg, argc - i - 1, argv + i + 1);
 	} else if (is_migrate) {
 		rc = ghasi_migrate(root, cfg);
 	} else {

@@ -1,10 +1,16 @@
-/* cli: `ghasi numbering <verb>`, the numbering service's command-line tools. Each verb's code
- * lives with its feature (export.c: verify-export); this file only dispatches. */
+/* cli: `ghasi numbering <verb> ...`, the numbering service's command line. Verbs:
+ *   import --csv FILE --sig FILE --operator ID [--contract ID]
+ *       run an MNO import (import.h) against the configured store and print the batch JSON;
+ *       exit 0 ACCEPTED, 3 PARTIAL, 4 REJECTED, 1 failure (unknown operator, database), 2 usage.
+ *   verify-export --key PUB.pem FILE
+ *       check a regulator export against its manifest and signature (export.c).
+ * main.c dispatches here after loading the configuration. */
 #ifndef NUM_CLI_H
 #define NUM_CLI_H
 
-/* argv[0] is "numbering", argv[1] the verb. config_path is --config of ghasi (may be NULL), for
- * verbs that need the database. Returns the process exit status (2: usage). */
-int num_cli_main(const char *config_path, int argc, char **argv);
+#include "gh-core.h"
+
+/* argv[0] is the verb. Returns the process exit status. */
+int num_cli_main(void *ctx, const gh_config_t *cfg, int argc, char **argv);
 
 #endif

@@ -21,6 +21,7 @@
 #include <talloc.h>
 
 #include "export.h"
+#include "import.h"
 #include "ports.h"
 #include "service.h"
 
@@ -959,5 +960,15 @@ const gh_service_route_t num_routes[] = {
      .roles = NUM_EXPORT_ROLES},
     {"GET", ADMIN "/exports/{id}/file", num_export_h_file, .auth = GH_AUTH_JWT,
      .roles = NUM_EXPORT_ROLES},
+/* imports, signing keys, contracts (import.c): platform-admin */
+#define PA .auth = GH_AUTH_JWT, .roles = GH_ROLE_PLATFORM_ADMIN
+    {"GET", ADMIN "/operators/{id}/signing-keys", num_h_signing_keys_list, PA},
+    {"POST", ADMIN "/operators/{id}/signing-keys", num_h_signing_key_add, PA},
+    {"GET", ADMIN "/contracts", num_h_contracts_list, PA},
+    {"POST", ADMIN "/contracts", num_h_contract_create, PA},
+    {"POST", ADMIN "/imports", num_h_import_create, .import_body = 1, PA},
+    {"GET", ADMIN "/imports/{id}", num_h_import_get, PA},
+    {"GET", ADMIN "/imports/{id}/errors", num_h_import_errors, PA},
+#undef PA
     {NULL},
 };

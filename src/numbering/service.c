@@ -439,7 +439,8 @@ out:
 /* num.cache.invalidate.v1 data, one of:
  *   {"heartbeat_ms": <int>}                         every change committed before it is out
  *   {"key": "<uint64>", "identifier", "version"}   a number changed
- *   {"tenant_id", "pool_status"}                   a pool's status changed */
+ *   {"tenant_id", "pool_status"}                   a pool's status changed
+ *   {"import_batch", "rows_imported"}              an MNO import added numbers */
 static int on_invalidate(const gh_bus_msg_t *msg, void *ud, char *reason, size_t reason_len)
 {
 	num_svc_t *s = ud;
@@ -479,6 +480,10 @@ static int on_invalidate(const gh_bus_msg_t *msg, void *ud, char *reason, size_t
 			num_index_set_complete(s->ix, false);
 			rc = 0;
 		}
+	} else if (json_is_string(json_object_get(data, "import_batch"))) {
+		/* An MNO import added numbers (import.c): too many for one message each, so the
+		 * index stops answering NOT_REGISTERED by itself; misses ask the database. */
+		num_index_set_complete(s->ix, false);
 	} else if (json_is_string(tenant)) {
 		/* Pool events carry no version: take the status from the database, not from the
 		 * message, which may be older than what this replica applied already. */
