@@ -63,6 +63,11 @@ typedef struct num_config_s {
 	char *export_pkcs11_token;  /* token label, */
 	char *export_pkcs11_pin;    /* user PIN (secret), */
 	char *export_pkcs11_key;    /* key pair label */
+	/* gRPC surface (grpc.h) */
+	int64_t grpc_port;     /* 0: off */
+	char *grpc_bind;       /* listen address */
+	int64_t grpc_threads;  /* worker threads */
+	int64_t grpc_drain_ms; /* shutdown: in-flight calls get this long */
 } num_config_t;
 
 /* Register the section with gh_config_register; call once at start, before gh_config_load
@@ -120,6 +125,7 @@ typedef struct num_svc_s {
 	struct num_events_s *events;   /* compiled event schemas (consumers.c); NULL: none */
 	struct num_anomaly_s *anomaly; /* anomaly counters (anomaly.c); NULL: not counted */
 	struct num_export_s *exp;      /* regulator exports (export.h); NULL without a database */
+	struct num_grpc_s *grpc;       /* the gRPC server (grpc.h); NULL: off */
 } num_svc_t;
 
 #define NUM_VRES_UNAVAILABLE (NUM_VR__COUNT)
