@@ -70,7 +70,7 @@ struct num_grpc_call_s {
 	grpc_byte_buffer *payload;
 	grpc_byte_buffer *resp;
 	grpc_slice details;
-	grpc_metadata trailing[3];
+	grpc_metadata trailing[4];
 	size_t ntrailing;
 	int cancelled;
 	grpc_call_details gdetails; /* m < 0 */
@@ -129,6 +129,9 @@ static void pack(gans_t *a, const ProtobufCMessage *m)
 }
 
 /* ---- request helpers ----------------------------------------------------------------------- */
+
+static const char *methods_name(int m);
+static const char *empty_null(const char *s) { return s && *s ? s : NULL; }
 
 static bool tenant_ok(const char *t)
 {
@@ -285,10 +288,296 @@ out:
 	ghasi__numbering__v1__lookup_request__free_unpacked(rq, NULL);
 }
 
+/* ---- mutations ------------------------------------------------------------------------------ */
+
+/* Metadata value of key as a NUL-terminated copy under ctx, or NULL. */
+static char *md_get(void *ctx, const grpc_metadata_array *md, const char *key)
+{
+	for (size_t i = 0; i < md->count; i++)
+		if (grpc_slice_str_cmp(md->metadata[i].key, key) == 0)
+			return talloc_strndup(
+			    ctx, (const char *)GRPC_SLICE_START_PTR(md->metadata[i].value),
+			    GRPC_SLICE_LENGTH(md->metadata[i].value));
+	return NULL;
+}
+
+static int name_index(const char *const *names, size_t n, const char *v)
+{
+	for (size_t i = 0; v && i < n; i++)
+		if (strcmp(names[i], v) == 0)
+			return (int)i;
+	return -1;
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : "";
+}
+
+/* The stored/returned JSON Number (num_number_json) as the proto Number, packed into a. */
+static void pack_number(gans_t *a, const char *body, size_t len)
+{
+	static const char *const kinds[] = {"MSISDN", "SHORT_CODE", "ALPHA"};
+	static const char *const states[] = {"AVAILABLE", "RESERVED",    "ASSIGNED",
+	                                     "SUSPENDED", "QUARANTINED", "RETIRED"};
+	static const char *const lstat[] = {"ACTIVE", "SUSPENDED", "ENDED"};
+	static const char *const qr[] = {"RESERVATION_EXPIRED", "TENANT_RELEASE", "RECALL_ADMIN",
+	                                 "RECALL_ABUSE"};
+	json_t *j = json_loadb(body, len, 0, NULL);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		fail(a, GH_E_INTERNAL, NULL, "unreadable number");
+		return;
+	}
+	Ghasi__Numbering__V1__Number n = GHASI__NUMBERING__V1__NUMBER__INIT;
+	Ghasi__Numbering__V1__Reservation rv = GHASI__NUMBERING__V1__RESERVATION__INIT;
+	Ghasi__Numbering__V1__Lease ls = GHASI__NUMBERING__V1__LEASE__INIT;
+	Ghasi__Numbering__V1__Quarantine q = GHASI__NUMBERING__V1__QUARANTINE__INIT;
+	n.identifier = (char *)jstr(j, "identifier");
+	n.display = (char *)jstr(j, "display");
+	n.kind = (Ghasi__Numbering__V1__Kind)(name_index(kinds, 3, jstr(j, "kind")) + 1);
+	n.state = (Ghasi__Numbering__V1__State)(name_index(states, 6, jstr(j, "state")) + 1);
+	n.operator_id = (char *)jstr(j, "operator_id");
+	n.tenant_id = (char *)jstr(j, "tenant_id");
+	n.version = json_integer_value(json_object_get(j, "version"));
+	n.vanity_tier = (uint32_t)json_integer_value(json_object_get(j, "vanity_tier"));
+	json_t *o;
+	if ((o = json_object_get(j, "reservation"))) {
+		rv.created_at = (char *)jstr(o, "created_at");
+		rv.expires_at = (char *)jstr(o, "expires_at");
+		n.reservation = &rv;
+	}
+	if ((o = json_object_get(j, "lease"))) {
+		ls.lease_id = (char *)jstr(o, "lease_id");
+		ls.status =
+		    (Ghasi__Numbering__V1__LeaseStatus)(name_index(lstat, 3, jstr(o, "status")) +
+		                                        1);
+		ls.starts_at = (char *)jstr(o, "starts_at");
+		ls.ends_at = (char *)jstr(o, "ends_at");
+		ls.auto_renew = json_is_true(json_object_get(o, "auto_renew"));
+		n.lease = &ls;
+	}
+	if ((o = json_object_get(j, "quarantine"))) {
+		q.reason =
+		    (Ghasi__Numbering__V1__QuarantineReason)(name_index(qr, 4, jstr(o, "reason")) +
+		                                             1);
+		q.quarantined_at = (char *)jstr(o, "quarantined_at");
+		q.quarantine_until = (char *)jstr(o, "quarantine_until");
+		q.previous_tenant_id = (char *)jstr(o, "previous_tenant_id");
+		n.quarantine = &q;
+	}
+	pack(a, &n.base);
+	json_decref(j);
+}
+
+/* A stored error envelope ({"error":{"code","message","field"}}) as the answer. */
+static void fail_envelope(gans_t *a, const char *body, size_t len)
+{
+	json_t *j = json_loadb(body, len, 0, NULL);
+	json_t *e = json_object_get(j, "error");
+	gh_code_t code = GH_E_INTERNAL;
+	for (int i = 0; i < GH_E__COUNT; i++)
+		if (strcmp(gh_code_name((gh_code_t)i), jstr(e, "code")) == 0)
+			code = (gh_code_t)i;
+	const char *field = jstr(e, "field");
+	fail(a, code, *field ? field : NULL, e ? jstr(e, "message") : "unreadable stored error");
+	json_decref(j);
+}
+
+typedef struct {
+	const char *identifier, *tenant_id;
+	int64_t expected_version;
+	num_action_t action;
+} mut_common_t;
+
+/* Build tx from the request's common fields and run it as HTTP does (num_svc_transition). */
+static void run_mutation(num_grpc_t *g, gcall_t *c, const uint8_t *in, size_t len,
+                         const mut_common_t *m, num_tx_req_t *tx, gans_t *a)
+{
+	num_svc_t *s = g->s;
+	void *ctx = talloc_new(NULL);
+	gh_ident_t id;
+	if (!ctx) {
+		fail(a, GH_E_INTERNAL, NULL, "out of memory");
+		return;
+	}
+	if (gh_ident_normalize(NULL, GH_IDENT_AUTO, m->identifier, strlen(m->identifier), &id,
+	                       &a->err) < 0) {
+		if (!m->identifier[0])
+			gh_err_set(&a->err, GH_E_INVALID_ARGUMENT, NULL, "identifier missing");
+		snprintf(a->err.field, sizeof a->err.field, "identifier");
+		fail_err(a);
+		goto out;
+	}
+	bool compliance = m->action == NUM_ACT_RECALL || m->action == NUM_ACT_SUSPEND ||
+	                  m->action == NUM_ACT_RESUME;
+	if ((m->tenant_id[0] || !compliance) && !tenant_ok(m->tenant_id)) {
+		fail(a, GH_E_INVALID_ARGUMENT, "tenant_id",
+		     "tenant_id: 1-59 characters of [A-Za-z0-9._:-]");
+		goto out;
+	}
+	if (m->expected_version < 0) {
+		fail(a, GH_E_INVALID_ARGUMENT, "expected_version",
+		     "expected_version must be >= 1 (0: none)");
+		goto out;
+	}
+	const char *key = md_get(ctx, &c->md, "idempotency-key");
+	if (key && gh_idem_key_check(key) < 0) {
+		fail(a, GH_E_INVALID_ARGUMENT, "idempotency-key",
+		     "idempotency-key must be 1-255 printable ASCII characters");
+		goto out;
+	}
+	char hash[65];
+	if (key && gh_idem_hash("grpc", methods_name(c->m), in, len, hash) < 0) {
+		fail(a, GH_E_INTERNAL, NULL, "internal error");
+		goto out;
+	}
+	const char *tenant = m->tenant_id[0] ? m->tenant_id : NULL;
+	char *rid = md_get(ctx, &c->md, "x-request-id");
+	if (!rid || !*rid || strlen(rid) > 128) {
+		rid = talloc_size(ctx, 37);
+		if (rid)
+			gh_uuid_v7(gh_clock_now_ms(s->clock), rid);
+	}
+	tx->key = id.key;
+	tx->action = m->action;
+	tx->tenant_id = tenant;
+	tx->expected_version = m->expected_version > 0 ? m->expected_version : -1;
+	tx->request_id = rid;
+	tx->traceparent = md_get(ctx, &c->md, "traceparent");
+	/* the audit actor: the certificate CN once TLS is on (the HTTP API's "service:<cn>") */
+	tx->actor = "service:unverified";
+	const char *scope = tenant ? talloc_asprintf(ctx, "tenant:%s", tenant) : "internal";
+	if (!rid || !scope) {
+		fail(a, GH_E_INTERNAL, NULL, "out of memory");
+		goto out;
+	}
+	tx->role = compliance ? NUM_ROLE_COMPLIANCE : NUM_ROLE_TENANT;
+	gh_idem_call_t call = {.scope = scope,
+	                       .key = key,
+	                       .hash = key ? hash : NULL,
+	                       .ttl_ms = s->idem_ttl_ms,
+	                       .clock = s->clock,
+	                       .ctx = ctx,
+	                       .err = &a->err,
+	                       .request_id = rid,
+	                       .what = methods_name(c->m)};
+	gh_idem_result_t res;
+	if (num_svc_transition(s, tx, &call, &res) < 0) {
+		fail(a, GH_E_INTERNAL, NULL, "out of memory");
+		goto out;
+	}
+	if (res.kind == GH_IDEM_RESPONSE && res.status < 300)
+		pack_number(a, res.body, res.len);
+	else if (res.kind == GH_IDEM_RESPONSE)
+		fail_envelope(a, res.body, res.len); /* a replayed stored error */
+	else
+		fail_err(a);
+	a->replayed = res.replayed;
+out:
+	talloc_free(ctx);
+}
+
+#define UNPACK_OR_FAIL(type, fn, var)                                     \
+	type *var = fn##__unpack(NULL, len, in);                          \
+	if (!var) {                                                       \
+		fail(a, GH_E_INVALID_ARGUMENT, NULL, "malformed " #type); \
+		return;                                                   \
+	}
+
+static void m_reserve(num_grpc_t *g, gcall_t *c, const uint8_t *in, size_t len, gans_t *a)
+{
+	UNPACK_OR_FAIL(Ghasi__Numbering__V1__ReserveRequest, ghasi__numbering__v1__reserve_request,
+	               rq);
+	num_tx_req_t tx = {.auto_renew = -1, .ttl_s = rq->ttl_seconds};
+	mut_common_t m = {rq->identifier, rq->tenant_id, rq->expected_version, NUM_ACT_RESERVE};
+	if (rq->ttl_seconds < 0)
+		fail(a, GH_E_INVALID_ARGUMENT, "ttl_seconds",
+		     "ttl_seconds must be >= 1 (0: default)");
+	else
+		run_mutation(g, c, in, len, &m, &tx, a);
+	ghasi__numbering__v1__reserve_request__free_unpacked(rq, NULL);
+}
+
+static void m_assign(num_grpc_t *g, gcall_t *c, const uint8_t *in, size_t len, gans_t *a)
+{
+	UNPACK_OR_FAIL(Ghasi__Numbering__V1__AssignRequest, ghasi__numbering__v1__assign_request,
+	               rq);
+	num_tx_req_t tx = {.term_days = rq->term_days,
+	                   .auto_renew =
+	                       rq->auto_renew == GHASI__NUMBERING__V1__AUTO_RENEW__AUTO_RENEW_ON ? 1
+	                       : rq->auto_renew == GHASI__NUMBERING__V1__AUTO_RENEW__AUTO_RENEW_OFF
+	                           ? 0
+	                           : -1};
+	mut_common_t m = {rq->identifier, rq->tenant_id, rq->expected_version, NUM_ACT_ASSIGN};
+	if (rq->term_days < 0)
+		fail(a, GH_E_INVALID_ARGUMENT, "term_days", "term_days must be >= 1 (0: default)");
+	else if (rq->auto_renew < 0 || rq->auto_renew > 2)
+		fail(a, GH_E_INVALID_ARGUMENT, "auto_renew", "unknown auto_renew");
+	else
+		run_mutation(g, c, in, len, &m, &tx, a);
+	ghasi__numbering__v1__assign_request__free_unpacked(rq, NULL);
+}
+
+static void m_release(num_grpc_t *g, gcall_t *c, const uint8_t *in, size_t len, gans_t *a)
+{
+	UNPACK_OR_FAIL(Ghasi__Numbering__V1__ReleaseRequest, ghasi__numbering__v1__release_request,
+	               rq);
+	num_tx_req_t tx = {.auto_renew = -1};
+	mut_common_t m = {rq->identifier, rq->tenant_id, rq->expected_version, NUM_ACT_RELEASE};
+	run_mutation(g, c, in, len, &m, &tx, a);
+	ghasi__numbering__v1__release_request__free_unpacked(rq, NULL);
+}
+
+static void m_recall(num_grpc_t *g, gcall_t *c, const uint8_t *in, size_t len, gans_t *a)
+{
+	UNPACK_OR_FAIL(Ghasi__Numbering__V1__RecallRequest, ghasi__numbering__v1__recall_request,
+	               rq);
+	num_tx_req_t tx = {.auto_renew = -1,
+	                   .recall_reason = NUM_QR_RECALL_ADMIN,
+	                   .justification = empty_null(rq->justification)};
+	mut_common_t m = {rq->identifier, rq->tenant_id, rq->expected_version, NUM_ACT_RECALL};
+	if (rq->reason == GHASI__NUMBERING__V1__QUARANTINE_REASON__QUARANTINE_REASON_RECALL_ABUSE)
+		tx.recall_reason = NUM_QR_RECALL_ABUSE;
+	if (rq->reason != 0 &&
+	    rq->reason != GHASI__NUMBERING__V1__QUARANTINE_REASON__QUARANTINE_REASON_RECALL_ADMIN &&
+	    rq->reason != GHASI__NUMBERING__V1__QUARANTINE_REASON__QUARANTINE_REASON_RECALL_ABUSE)
+		fail(a, GH_E_INVALID_ARGUMENT, "reason",
+		     "reason must be RECALL_ADMIN or RECALL_ABUSE");
+	else
+		run_mutation(g, c, in, len, &m, &tx, a);
+	ghasi__numbering__v1__recall_request__free_unpacked(rq, NULL);
+}
+
+static void m_suspend(num_grpc_t *g, gcall_t *c, const uint8_t *in, size_t len, gans_t *a)
+{
+	UNPACK_OR_FAIL(Ghasi__Numbering__V1__SuspendRequest, ghasi__numbering__v1__suspend_request,
+	               rq);
+	num_tx_req_t tx = {.auto_renew = -1, .justification = empty_null(rq->reason)};
+	mut_common_t m = {rq->identifier, rq->tenant_id, rq->expected_version, NUM_ACT_SUSPEND};
+	run_mutation(g, c, in, len, &m, &tx, a);
+	ghasi__numbering__v1__suspend_request__free_unpacked(rq, NULL);
+}
+
+static void m_resume(num_grpc_t *g, gcall_t *c, const uint8_t *in, size_t len, gans_t *a)
+{
+	UNPACK_OR_FAIL(Ghasi__Numbering__V1__ResumeRequest, ghasi__numbering__v1__resume_request,
+	               rq);
+	num_tx_req_t tx = {.auto_renew = -1, .justification = empty_null(rq->reason)};
+	mut_common_t m = {rq->identifier, rq->tenant_id, rq->expected_version, NUM_ACT_RESUME};
+	run_mutation(g, c, in, len, &m, &tx, a);
+	ghasi__numbering__v1__resume_request__free_unpacked(rq, NULL);
+}
+
 static const gmethod_def_t methods[] = {
-    {SVC_PREFIX "ValidateLease", m_validate},
-    {SVC_PREFIX "Lookup", m_lookup},
+    {SVC_PREFIX "ValidateLease", m_validate}, {SVC_PREFIX "Lookup", m_lookup},
+    {SVC_PREFIX "Reserve", m_reserve},        {SVC_PREFIX "Assign", m_assign},
+    {SVC_PREFIX "Release", m_release},        {SVC_PREFIX "Recall", m_recall},
+    {SVC_PREFIX "Suspend", m_suspend},        {SVC_PREFIX "Resume", m_resume},
 };
+
+static const char *methods_name(int m) { return m >= 0 ? methods[m].name : "grpc"; }
 #define NMETHODS (sizeof methods / sizeof methods[0])
 
 /* ---- the call machinery ------------------------------------------------------------------- */
@@ -400,6 +689,8 @@ static void handle(num_grpc_t *g, gcall_t *c)
 		add_trailing(c, "error-code", code);
 		if (a->err.field[0])
 			add_trailing(c, "error-field", a->err.field);
+		if (a->replayed) /* a stored domain error, replayed */
+			add_trailing(c, "idempotent-replayed", "true");
 	}
 	c->details = grpc_slice_from_copied_string(a->status == GRPC_STATUS_OK ? "" : msg);
 	ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;

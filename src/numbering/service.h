@@ -182,6 +182,15 @@ const gh_operator_t *num_svc_operator(num_svc_t *s, const num_index_entry_t *e,
 /* Reload the operator snapshot from the database. 0 or negative errno. */
 int num_svc_reload_operators(num_svc_t *s);
 
+/* A lifecycle transition as the internal HTTP API and the gRPC surface run it (http.c): the
+ * ALPHA sender-id gate, then num_repo_transition inside gh_idem_run (exactly once per
+ * call->scope and key), then the new entry into the local index after the commit, or the
+ * audit row of a refused (INVALID_TRANSITION) request. tx->now_ms is set here; request_id,
+ * traceparent, actor and the rest are the caller's. 0 with *res filled (errors in call->err),
+ * or -ENOMEM. */
+int num_svc_transition(num_svc_t *s, num_tx_req_t *tx, const gh_idem_call_t *call,
+                       gh_idem_result_t *res);
+
 /* Handlers (http.c) and the route table: internal, admin and portal routes. */
 extern const gh_service_route_t num_routes[];
 

@@ -2,7 +2,10 @@
  * by a client on gRPC's C core with the protobuf-c messages of numbering.proto: ValidateLease
  * and Lookup answer as the HTTP API does (same decisions, same error codes), errors carry the
  * API code in the status message and trailing metadata, a stale index is UNAVAILABLE (fail
- * closed), a deadline is honoured, and SIGTERM drains in-flight calls. */
+ * closed), a deadline is honoured, and SIGTERM drains in-flight calls. The mutations run the
+ * HTTP API's transition (status mapping, idempotency-key replay and reuse, CAS), 100
+ * concurrent Reserves of one number give exactly one success, and the same scenario over HTTP
+ * and over gRPC leaves the same states, audit rows and events. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -27,6 +30,7 @@
 
 #include "gh-core.h"
 #include "httpc.h"
+#include "jwtmint.h"
 #include "numbering.pb-c.h"
 #include "numbering/service.h"
 #include "testutil.h"
@@ -101,6 +105,7 @@ static void srv_start(srv_t *s, const char *store, const char *const *extra)
 		setenv("GHASI_NUMBERING_INDEX_CAPACITY", "100000", 1);
 		setenv("GHASI_NUMBERING_SEED_MSISDNS", "300", 1);
 		setenv("GHASI_HTTP_DRAIN_GRACE_MS", "2000", 1);
+		setenv("GHASI_AUTH_JWT_HS256_SECRET", GH_TEST_JWT_SECRET, 1);
 		for (const char *const *e = extra; e && *e; e++)
 			putenv((char *)*e);
 		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -569,6 +574,406 @@ static void test_shutdown_drains(void **state)
 	assert_int_equal(other, 0);
 }
 
+/* ---- mutations ---------------------------------------------------------------------------- */
+
+typedef Ghasi__Numbering__V1__Number number_t;
+
+/* A mutation; the Number, or NULL with r's status. */
+static number_t *mutate(grpc_channel *ch, const char *method, const ProtobufCMessage *q,
+                        const char *key, gres_t *r)
+{
+	rpc(ch, method, q, key, 10000, r);
+	if (r->status != GRPC_STATUS_OK)
+		return NULL;
+	number_t *n = ghasi__numbering__v1__number__unpack(NULL, r->len, r->msg);
+	assert_non_null(n);
+	return n;
+}
+
+static void nfree(number_t *n, gres_t *r)
+{
+	if (n)
+		ghasi__numbering__v1__number__free_unpacked(n, NULL);
+	gres_done(r);
+}
+
+static number_t *reserve(grpc_channel *ch, const char *ident, const char *tenant, int64_t ev,
+                         const char *key, gres_t *r)
+{
+	Ghasi__Numbering__V1__ReserveRequest q = GHASI__NUMBERING__V1__RESERVE_REQUEST__INIT;
+	q.identifier = (char *)ident;
+	q.tenant_id = (char *)tenant;
+	q.expected_version = ev;
+	return mutate(ch, M "Reserve", &q.base, key, r);
+}
+
+static number_t *assign(grpc_channel *ch, const char *ident, const char *tenant, gres_t *r)
+{
+	Ghasi__Numbering__V1__AssignRequest q = GHASI__NUMBERING__V1__ASSIGN_REQUEST__INIT;
+	q.identifier = (char *)ident;
+	q.tenant_id = (char *)tenant;
+	q.auto_renew = GHASI__NUMBERING__V1__AUTO_RENEW__AUTO_RENEW_OFF;
+	return mutate(ch, M "Assign", &q.base, NULL, r);
+}
+
+static number_t *release(grpc_channel *ch, const char *ident, const char *tenant, gres_t *r)
+{
+	Ghasi__Numbering__V1__ReleaseRequest q = GHASI__NUMBERING__V1__RELEASE_REQUEST__INIT;
+	q.identifier = (char *)ident;
+	q.tenant_id = (char *)tenant;
+	return mutate(ch, M "Release", &q.base, NULL, r);
+}
+
+static number_t *compliance(grpc_channel *ch, const char *what, const char *ident, gres_t *r)
+{
+	char method[64];
+	snprintf(method, sizeof method, M "%s", what);
+	if (strcmp(what, "Recall") == 0) {
+		Ghasi__Numbering__V1__RecallRequest q = GHASI__NUMBERING__V1__RECALL_REQUEST__INIT;
+		q.identifier = (char *)ident;
+		q.reason = GHASI__NUMBERING__V1__QUARANTINE_REASON__QUARANTINE_REASON_RECALL_ABUSE;
+		q.justification = "abuse reported by the fraud desk";
+		return mutate(ch, method, &q.base, NULL, r);
+	}
+	Ghasi__Numbering__V1__SuspendRequest q = GHASI__NUMBERING__V1__SUSPEND_REQUEST__INIT;
+	q.identifier = (char *)ident;
+	q.reason = "billing hold";
+	return mutate(ch, method, &q.base, NULL, r); /* ResumeRequest has the same layout */
+}
+
+static json_t *admin_get(uint16_t port, const char *path)
+{
+	void *tmp = talloc_new(NULL);
+	gh_test_http_resp_t *hr = malloc(sizeof *hr);
+	gh_test_http_request(port, "GET", path,
+	                     gh_test_jwt_header(tmp, "ops", "platform-admin", NULL), NULL, hr);
+	assert_int_equal(hr->status, 200);
+	json_t *j = json_loadb(hr->body, hr->body_len, 0, NULL);
+	free(hr);
+	talloc_free(tmp);
+	return j;
+}
+
+/* The i-th AVAILABLE MSISDN after the first (E.164, "+..."). */
+static void avail(uint16_t port, int i, char out[32])
+{
+	json_t *j = admin_get(port, "/v1/admin/numbering/numbers?state=AVAILABLE&kind=MSISDN"
+	                            "&page_size=10&prefix=%2B9370");
+	json_t *a = json_object_get(j, "numbers");
+	assert_true(json_array_size(a) > (size_t)i + 1);
+	snprintf(out, 32, "%s",
+	         json_string_value(json_object_get(json_array_get(a, i + 1), "identifier")));
+	json_decref(j);
+	assert_int_equal(out[0], '+');
+}
+
+static void test_mutations(void **state)
+{
+	fx_t *fx = *state;
+	fx_start(fx, NULL);
+	grpc_channel *ch = fx->ch;
+	gres_t r;
+	number_t *n;
+
+	/* arguments */
+	assert_null(reserve(ch, "###", TENANT_S, 0, NULL, &r));
+	expect_err(&r, GRPC_STATUS_INVALID_ARGUMENT, "INVALID_ARGUMENT", "identifier");
+	assert_null(reserve(ch, FIRST, "", 0, NULL, &r));
+	expect_err(&r, GRPC_STATUS_INVALID_ARGUMENT, "INVALID_ARGUMENT", "tenant_id");
+	assert_null(reserve(ch, FIRST, TENANT_S, -2, NULL, &r));
+	expect_err(&r, GRPC_STATUS_INVALID_ARGUMENT, "INVALID_ARGUMENT", "expected_version");
+	assert_null(reserve(ch, FIRST, TENANT_S, 0, "", &r));
+	expect_err(&r, GRPC_STATUS_INVALID_ARGUMENT, "INVALID_ARGUMENT", "idempotency-key");
+	assert_null(reserve(ch, "+93709999999", TENANT_S, 0, NULL, &r));
+	expect_err(&r, GRPC_STATUS_NOT_FOUND, "NOT_FOUND", "");
+
+	/* CAS: a stale expected_version is ABORTED CONFLICT */
+	Ghasi__Numbering__V1__LookupResponse *l = lookup(ch, FIRST, &r);
+	assert_non_null(l);
+	ghasi__numbering__v1__lookup_response__free_unpacked(l, NULL);
+	gres_done(&r);
+	assert_null(reserve(ch, FIRST, TENANT_S, 999, NULL, &r));
+	expect_err(&r, GRPC_STATUS_ABORTED, "CONFLICT", "/expected_version");
+
+	/* reserve with a key, replay, reuse */
+	n = reserve(ch, FIRST, TENANT_S, 0, "k-res-1", &r);
+	assert_non_null(n);
+	assert_false(r.replayed);
+	assert_int_equal(n->state, GHASI__NUMBERING__V1__STATE__STATE_RESERVED);
+	assert_string_equal(n->tenant_id, TENANT_S);
+	assert_string_equal(n->identifier, FIRST);
+	assert_non_null(n->reservation);
+	int64_t v1 = n->version;
+	nfree(n, &r);
+	n = reserve(ch, FIRST, TENANT_S, 0, "k-res-1", &r);
+	assert_non_null(n);
+	assert_true(r.replayed);
+	assert_int_equal(n->version, v1);
+	nfree(n, &r);
+	assert_null(reserve(ch, FIRST, TENANT_E, 0, "k-res-1", &r)); /* another scope: a new key */
+	expect_err(&r, GRPC_STATUS_ABORTED, "INVALID_TRANSITION", "");
+	assert_null(reserve(ch, FIRST, TENANT_S, 1, "k-res-1", &r)); /* same scope, other request */
+	expect_err(&r, GRPC_STATUS_FAILED_PRECONDITION, "IDEMPOTENCY_KEY_REUSED", "");
+	/* a stored domain error replays as the same status */
+	assert_null(reserve(ch, FIRST, TENANT_E, 0, "k-res-1", &r));
+	expect_err(&r, GRPC_STATUS_ABORTED, "INVALID_TRANSITION", "");
+	assert_true(r.replayed);
+
+	/* assign: ValidateLease now ALLOWED with the lease for the holder only */
+	n = assign(ch, FIRST, TENANT_S, &r);
+	assert_non_null(n);
+	assert_int_equal(n->state, GHASI__NUMBERING__V1__STATE__STATE_ASSIGNED);
+	assert_non_null(n->lease);
+	assert_int_equal(n->lease->status, GHASI__NUMBERING__V1__LEASE_STATUS__LEASE_STATUS_ACTIVE);
+	assert_false(n->lease->auto_renew);
+	char lease_id[64];
+	snprintf(lease_id, sizeof lease_id, "%s", n->lease->lease_id);
+	nfree(n, &r);
+	Ghasi__Numbering__V1__ValidateLeaseResponse *v = validate(ch, FIRST, TENANT_S, &r);
+	assert_non_null(v);
+	assert_true(v->allowed);
+	assert_string_equal(v->lease_id, lease_id);
+	ghasi__numbering__v1__validate_lease_response__free_unpacked(v, NULL);
+	gres_done(&r);
+	same_validate(fx, FIRST, FIRST_U, TENANT_S);
+	same_validate(fx, FIRST, FIRST_U, TENANT_E);
+
+	/* compliance: suspend, resume, recall */
+	n = compliance(ch, "Suspend", FIRST, &r);
+	assert_non_null(n);
+	assert_int_equal(n->state, GHASI__NUMBERING__V1__STATE__STATE_SUSPENDED);
+	nfree(n, &r);
+	assert_null(compliance(ch, "Suspend", FIRST, &r));
+	expect_err(&r, GRPC_STATUS_ABORTED, "INVALID_TRANSITION", "");
+	n = compliance(ch, "Resume", FIRST, &r);
+	assert_non_null(n);
+	assert_int_equal(n->state, GHASI__NUMBERING__V1__STATE__STATE_ASSIGNED);
+	nfree(n, &r);
+	n = compliance(ch, "Recall", FIRST, &r);
+	assert_non_null(n);
+	assert_int_equal(n->state, GHASI__NUMBERING__V1__STATE__STATE_QUARANTINED);
+	assert_non_null(n->quarantine);
+	assert_int_equal(n->quarantine->reason,
+	                 GHASI__NUMBERING__V1__QUARANTINE_REASON__QUARANTINE_REASON_RECALL_ABUSE);
+	nfree(n, &r);
+	{
+		Ghasi__Numbering__V1__RecallRequest q = GHASI__NUMBERING__V1__RECALL_REQUEST__INIT;
+		q.identifier = FIRST;
+		q.reason =
+		    GHASI__NUMBERING__V1__QUARANTINE_REASON__QUARANTINE_REASON_TENANT_RELEASE;
+		assert_null(mutate(ch, M "Recall", &q.base, NULL, &r));
+		expect_err(&r, GRPC_STATUS_INVALID_ARGUMENT, "INVALID_ARGUMENT", "reason");
+	}
+
+	/* release by the holder; by another tenant it is refused */
+	char second[32];
+	avail(fx->a.port, 0, second);
+	n = reserve(ch, second, TENANT_E, 0, NULL, &r);
+	if (!n)
+		fail_msg("reserve %s: %d %s", second, r.status, r.details);
+	nfree(n, &r);
+	assert_null(release(ch, second, TENANT_S, &r));
+	if (r.status != GRPC_STATUS_ABORTED)
+		fail_msg("release by another tenant: %d %s", r.status, r.details);
+	gres_done(&r);
+	n = release(ch, second, TENANT_E, &r); /* a reservation released: back to AVAILABLE */
+	assert_non_null(n);
+	assert_int_equal(n->state, GHASI__NUMBERING__V1__STATE__STATE_AVAILABLE);
+	nfree(n, &r);
+}
+
+/* ---- 100 concurrent reserves ---------------------------------------------------------------- */
+
+#define RACERS 100
+
+typedef struct {
+	grpc_channel *ch;
+	int64_t version;
+	pthread_barrier_t *go;
+	grpc_status_code status;
+	char code[64];
+} racer_t;
+
+static void *racer(void *arg)
+{
+	racer_t *x = arg;
+	gres_t r;
+	pthread_barrier_wait(x->go);
+	number_t *n = reserve(x->ch, FIRST, TENANT_E, x->version, NULL, &r);
+	x->status = r.status;
+	snprintf(x->code, sizeof x->code, "%s", r.ecode);
+	nfree(n, &r);
+	return NULL;
+}
+
+static void test_reserve_race(void **state)
+{
+	fx_t *fx = *state;
+	fx_start(fx, (const char *const[]){"GHASI_NUMBERING_GRPC_THREADS=16", NULL});
+	/* every racer sends the current version (CAS), as in num_http's race */
+	json_t *j = admin_get(fx->a.port, "/v1/admin/numbering/numbers/" FIRST_U);
+	int64_t version = json_integer_value(json_object_get(j, "version"));
+	json_decref(j);
+	assert_true(version >= 1);
+
+	pthread_t th[RACERS];
+	racer_t rs[RACERS];
+	pthread_barrier_t go;
+	pthread_barrier_init(&go, NULL, RACERS);
+	for (int i = 0; i < RACERS; i++) {
+		rs[i] = (racer_t){.ch = fx->ch, .version = version, .go = &go};
+		pthread_create(&th[i], NULL, racer, &rs[i]);
+	}
+	int ok = 0, aborted = 0;
+	for (int i = 0; i < RACERS; i++) {
+		pthread_join(th[i], NULL);
+		if (rs[i].status == GRPC_STATUS_OK)
+			ok++;
+		else if (rs[i].status == GRPC_STATUS_ABORTED &&
+		         (strcmp(rs[i].code, "CONFLICT") == 0 ||
+		          strcmp(rs[i].code, "INVALID_TRANSITION") == 0))
+			aborted++;
+		else
+			fail_msg("racer %d: status %d %s", i, rs[i].status, rs[i].code);
+	}
+	pthread_barrier_destroy(&go);
+	assert_int_equal(ok, 1);
+	assert_int_equal(aborted, RACERS - 1);
+}
+
+/* ---- parity: the same scenario over HTTP and gRPC ------------------------------------------ */
+
+static int http_post(uint16_t port, const char *ident_u, const char *action, const char *body)
+{
+	char path[256];
+	snprintf(path, sizeof path, "/v1/numbering/numbers/%s:%s", ident_u, action);
+	gh_test_http_resp_t *hr = malloc(sizeof *hr);
+	gh_test_http_request(port, "POST", path, NULL, body, hr);
+	int st = hr->status;
+	free(hr);
+	return st;
+}
+
+/* An audit row without what differs between two numbers and two runs. */
+static json_t *audit_shape(const json_t *row, const char *ident)
+{
+	json_t *o = json_pack("{s:O, s:O, s:O}", "actor", json_object_get(row, "actor"), "action",
+	                      json_object_get(row, "action"), "tenant_id",
+	                      json_object_get(row, "tenant_id"));
+	const char *k;
+	json_t *v;
+	json_t *p = json_object();
+	json_object_foreach(json_object_get(row, "payload"), k, v)
+	{
+		/* keys always; values when they are not per-number or per-run */
+		const char *sv = json_string_value(v);
+		bool keep = json_is_boolean(v) ||
+		            (sv && strlen(sv) < 20 && !strchr(sv, '+') && strcmp(sv, ident) != 0);
+		json_object_set(p, k, keep ? v : json_null());
+	}
+	json_object_set_new(o, "payload", p);
+	return o;
+}
+
+/* The outbox subjects of ident's events, in order, as one string. */
+static void events_of(const char *db, const char *ident, char *out, size_t n)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+	         "sqlite3 '%s' \"SELECT subject FROM gh_outbox WHERE envelope LIKE '%%%s%%' "
+	         "ORDER BY id\"",
+	         db, ident);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	size_t len = fread(out, 1, n - 1, f);
+	out[len] = '\0';
+	pclose(f);
+}
+
+static void test_parity_http_grpc(void **state)
+{
+	fx_t *fx = *state;
+	fx_start(fx, NULL);
+	char A[32], B[32], A_U[40], B_U[40];
+	avail(fx->a.port, 1, A); /* over HTTP */
+	avail(fx->a.port, 2, B); /* over gRPC */
+	snprintf(A_U, sizeof A_U, "%%2B%s", A + 1);
+	snprintf(B_U, sizeof B_U, "%%2B%s", B + 1);
+	gres_t r;
+	number_t *n;
+	const char *steps[] = {"reserve", "assign", "suspend", "resume", "recall"};
+	const char *states[] = {"RESERVED", "ASSIGNED", "SUSPENDED", "ASSIGNED", "QUARANTINED"};
+	for (int i = 0; i < 5; i++) {
+		const char *body = i < 2 ? "{\"tenant_id\":\"" TENANT_S "\",\"auto_renew\":false}"
+		                         : "{\"reason\":\"RECALL_ABUSE\"}";
+		if (i == 0)
+			body = "{\"tenant_id\":\"" TENANT_S "\"}";
+		if (i == 2 || i == 3)
+			body = "{\"reason\":\"billing hold\"}";
+		if (i == 4)
+			body = "{\"reason\":\"RECALL_ABUSE\",\"justification\":\"abuse reported by "
+			       "the "
+			       "fraud desk\"}";
+		assert_int_equal(http_post(fx->a.port, A_U, steps[i], body), 200);
+		switch (i) {
+		case 0: n = reserve(fx->ch, B, TENANT_S, 0, NULL, &r); break;
+		case 1: n = assign(fx->ch, B, TENANT_S, &r); break;
+		case 2: n = compliance(fx->ch, "Suspend", B, &r); break;
+		case 3: n = compliance(fx->ch, "Resume", B, &r); break;
+		default: n = compliance(fx->ch, "Recall", B, &r); break;
+		}
+		if (!n)
+			fail_msg("gRPC %s: %d %s", steps[i], r.status, r.details);
+		assert_string_equal(state_names[n->state], states[i]);
+		nfree(n, &r);
+		/* a refused step is audited the same way too */
+		assert_int_equal(
+		    http_post(fx->a.port, A_U, "reserve", "{\"tenant_id\":\"" TENANT_E "\"}"), 409);
+		assert_null(reserve(fx->ch, B, TENANT_E, 0, NULL, &r));
+		expect_err(&r, GRPC_STATUS_ABORTED, "INVALID_TRANSITION", "");
+	}
+	/* same states */
+	char path[256];
+	snprintf(path, sizeof path, "/v1/admin/numbering/numbers/%s", A_U);
+	json_t *na = admin_get(fx->a.port, path);
+	snprintf(path, sizeof path, "/v1/admin/numbering/numbers/%s", B_U);
+	json_t *nb = admin_get(fx->a.port, path);
+	assert_string_equal(json_string_value(json_object_get(na, "state")),
+	                    json_string_value(json_object_get(nb, "state")));
+	assert_int_equal(json_integer_value(json_object_get(na, "version")),
+	                 json_integer_value(json_object_get(nb, "version")));
+	json_decref(na);
+	json_decref(nb);
+	/* same audit rows */
+	snprintf(path, sizeof path, "/v1/admin/numbering/numbers/%s/history", A_U);
+	json_t *ha = admin_get(fx->a.port, path);
+	snprintf(path, sizeof path, "/v1/admin/numbering/numbers/%s/history", B_U);
+	json_t *hb = admin_get(fx->a.port, path);
+	json_t *la = json_object_get(ha, "history"), *lb = json_object_get(hb, "history");
+	assert_true(json_array_size(la) >= 10);
+	assert_int_equal(json_array_size(la), json_array_size(lb));
+	for (size_t i = 0; i < json_array_size(la); i++) {
+		json_t *sa = audit_shape(json_array_get(la, i), A);
+		json_t *sb = audit_shape(json_array_get(lb, i), B);
+		char *ja = json_dumps(sa, JSON_SORT_KEYS), *jb = json_dumps(sb, JSON_SORT_KEYS);
+		if (!json_equal(sa, sb))
+			fail_msg("audit row %zu differs:\nHTTP %s\ngRPC %s", i, ja, jb);
+		free(ja);
+		free(jb);
+		json_decref(sa);
+		json_decref(sb);
+	}
+	json_decref(ha);
+	json_decref(hb);
+	/* same events */
+	const char *db = fx->store + strlen("sqlite://");
+	char ea[4096], eb[4096];
+	events_of(db, A, ea, sizeof ea);
+	events_of(db, B, eb, sizeof eb);
+	assert_true(strlen(ea) > 0);
+	assert_string_equal(ea, eb);
+}
+
 int main(void)
 {
 	grpc_init();
@@ -576,6 +981,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_validate_lookup, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_index_is_unavailable, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_shutdown_drains, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_mutations, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_reserve_race, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_parity_http_grpc, fx_setup, fx_teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	grpc_shutdown();
