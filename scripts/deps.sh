@@ -9,7 +9,7 @@ PKGS=(
   # libraries (see ../shared/DESIGN.md and docs/ARCHITECTURE.md for why each)
   libtalloc-dev libmicrohttpd-dev libjansson-dev libcyaml-dev libsqlite3-dev sqlite3
   libpq-dev libnats-dev libssl-dev openssl libjwt-dev libgnutls28-dev libp11-kit-dev
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev libgrpc-dev libprotobuf-c-dev protobuf-c-compiler
   # tests and benchmarks
   libcmocka-dev postgresql-15 postgresql-client-15 nats-server wrk curl procps softhsm2 opensc
 )

@@ -69,6 +69,17 @@ int gh_idem_hash(const char *method, const char *path, const void *body, size_t 
 	return 0;
 }
 
+int gh_idem_key_check(const char *key)
+{
+	size_t n = key ? strlen(key) : 0;
+	if (n < 1 || n > 255)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (key[i] < 0x20 || key[i] > 0x7e)
+			return -EINVAL;
+	return 0;
+}
+
 /* The live record of (scope, key): 0 with *rec filled, -ENOENT, -ENOMEM or a store error. */
 static int rec_get(gh_conn_t *c, void *ctx, const char *scope, const char *key, int64_t now,
                    rec_t *rec)
@@ -88,41 +99,42 @@ static int rec_get(gh_conn_t *c, void *ctx, const char *scope, const char *key, 
 	return rec->hash && rec->content_type && rec->body ? 0 : -ENOMEM;
 }
 
-static int reply_code(gh_http_req_t *req, gh_code_t code, const char *msg)
+/* ---- the transport-neutral run (gh_idem_run) ---------------------------------------------- */
+
+static int res_err(const gh_idem_call_t *call, gh_idem_result_t *out, gh_code_t code,
+                   const char *msg)
 {
-	gh_err_t *e = gh_http_err(req);
-	gh_err_set(e, code, NULL, "%s", msg);
-	return gh_http_reply_error(req, e);
+	gh_err_set(call->err, code, NULL, "%s", msg);
+	out->kind = GH_IDEM_ERROR;
+	return 0;
 }
 
-/* Answer with a record found under the key: the replay, or 422 when it is another request's. A
- * claim (status 0) is never committed, so seeing one means a database that shows uncommitted
- * rows: answer 409 and let the client retry. */
-static int reply_record(gh_http_req_t *req, const rec_t *rec, const char *hash)
+/* Answer with a record found under the key: the replay, or IDEMPOTENCY_KEY_REUSED when it is
+ * another request's. A claim (status 0) is never committed, so seeing one means a database
+ * that shows uncommitted rows: CONFLICT, and the client retries. */
+static int res_record(const gh_idem_call_t *call, const rec_t *rec, gh_idem_result_t *out)
 {
-	if (strcmp(rec->hash, hash) != 0)
-		return reply_code(req, GH_E_IDEMPOTENCY_KEY_REUSED,
-		                  "Idempotency-Key was already used with a different request");
+	if (strcmp(rec->hash, call->hash) != 0)
+		return res_err(call, out, GH_E_IDEMPOTENCY_KEY_REUSED,
+		               "Idempotency-Key was already used with a different request");
 	if (rec->status < 100 || rec->status > 599)
-		return reply_code(req, GH_E_CONFLICT,
-		                  "a request with this Idempotency-Key is in progress; retry");
-	int rc = gh_http_set_header(req, GH_IDEM_REPLAYED_HEADER, "true");
-	if (rc < 0)
-		return rc;
-	return gh_http_reply_response(
-	    req, &(gh_http_response_t){rec->status, rec->content_type, rec->body, rec->len});
+		return res_err(call, out, GH_E_CONFLICT,
+		               "a request with this Idempotency-Key is in progress; retry");
+	*out = (gh_idem_result_t){GH_IDEM_RESPONSE, rec->status, rec->content_type,
+	                          rec->body,        rec->len,    true};
+	return 0;
 }
 
 /* Look the key up on a pooled connection outside any transaction: 0 found, -ENOENT, or a
  * store error. */
-static int lookup(gh_store_t *store, gh_http_req_t *req, const char *scope, const char *key,
-                  int64_t now, rec_t *rec)
+static int lookup(gh_store_t *store, void *ctx, const char *scope, const char *key, int64_t now,
+                  rec_t *rec)
 {
 	gh_conn_t *c;
 	int rc = gh_store_acquire(store, ACQUIRE_TIMEOUT_MS, &c);
 	if (rc < 0)
 		return rc;
-	rc = rec_get(c, gh_http_ctx(req), scope, key, now, rec);
+	rc = rec_get(c, ctx, scope, key, now, rec);
 	if (rc < 0 && rc != -ENOENT)
 		gh_log(GH_LOG_ERROR, "idempotency lookup failed", "error", gh_conn_errmsg(c), NULL);
 	gh_store_release(c);
@@ -130,10 +142,10 @@ static int lookup(gh_store_t *store, gh_http_req_t *req, const char *scope, cons
 }
 
 typedef struct {
-	gh_http_req_t *req;
+	const gh_idem_call_t *call;
 	const char *scope, *key, *hash; /* key NULL: no idempotency */
 	int64_t now, expires;
-	gh_idem_fn fn;
+	gh_idem_run_fn fn;
 	void *ud;
 	/* results of the last attempt */
 	int fn_rc;      /* fn's return; 0 when fn did not run or succeeded */
@@ -141,7 +153,7 @@ typedef struct {
 	int have_rec;
 	rec_t rec;
 	int status;
-	char *body; /* serialised response, under req */
+	char *body; /* serialised response, under call->ctx */
 	size_t len;
 } run_t;
 
@@ -155,8 +167,8 @@ static int storable(const gh_err_t *e)
 static int run_tx(gh_conn_t *c, void *arg)
 {
 	run_t *r = arg;
-	gh_http_req_t *req = r->req;
-	gh_err_t *err = gh_http_err(req);
+	gh_err_t *err = r->call->err;
+	void *ctx = r->call->ctx;
 	int64_t n = 0;
 	int rc;
 
@@ -177,7 +189,7 @@ static int run_tx(gh_conn_t *c, void *arg)
 		if (n == 0) {
 			/* A live record: committed by a twin (we waited for it) or long ago. */
 			r->claim_lost = 1;
-			rc = rec_get(c, gh_http_ctx(req), r->scope, r->key, r->now, &r->rec);
+			rc = rec_get(c, ctx, r->scope, r->key, r->now, &r->rec);
 			if (rc < 0 && rc != -ENOENT)
 				return rc;
 			r->have_rec = rc == 0;
@@ -187,7 +199,7 @@ static int run_tx(gh_conn_t *c, void *arg)
 
 	int status = 0;
 	json_t *body = NULL;
-	rc = r->fn(c, req, r->ud, &status, &body);
+	rc = r->fn(c, r->ud, &status, &body);
 	if (rc < 0) {
 		json_decref(body);
 		r->fn_rc = rc;
@@ -198,14 +210,14 @@ static int run_tx(gh_conn_t *c, void *arg)
 		json_decref(body);
 		r->fn_rc = -EINVAL;
 		gh_log(GH_LOG_ERROR, "idempotent handler returned a bad status", "route",
-		       gh_http_route_pattern(req), NULL);
+		       r->call->what, NULL);
 		return -EINVAL;
 	}
 	talloc_free(r->body);
 	r->body = NULL;
 	r->len = 0;
 	if (body) {
-		r->body = gh_json_dump(body, gh_http_ctx(req), &r->len);
+		r->body = gh_json_dump(body, ctx, &r->len);
 		json_decref(body);
 		if (!r->body)
 			return -ENOMEM;
@@ -246,7 +258,7 @@ static int store_err_tx(gh_conn_t *c, void *arg)
 	if (rc < 0 || n == 1)
 		return rc;
 	r->claim_lost = 1;
-	rc = rec_get(c, gh_http_ctx(r->req), r->scope, r->key, r->now, &r->rec);
+	rc = rec_get(c, r->call->ctx, r->scope, r->key, r->now, &r->rec);
 	if (rc < 0 && rc != -ENOENT)
 		return rc;
 	r->have_rec = rc == 0;
@@ -255,30 +267,32 @@ static int store_err_tx(gh_conn_t *c, void *arg)
 
 /* A twin holds the key: answer with its record, reading it again when the transaction that
  * found the conflict could not. */
-static int reply_twin(gh_store_t *store, run_t *r)
+static int res_twin(gh_store_t *store, run_t *r, gh_idem_result_t *out)
 {
 	if (!r->have_rec) {
-		int rc = lookup(store, r->req, r->scope, r->key, r->now, &r->rec);
+		int rc = lookup(store, r->call->ctx, r->scope, r->key, r->now, &r->rec);
 		if (rc == -ENOENT)
-			return reply_code(
-			    r->req, GH_E_CONFLICT,
-			    "a request with this Idempotency-Key is in progress; retry");
+			return res_err(r->call, out, GH_E_CONFLICT,
+			               "a request with this Idempotency-Key is in progress; retry");
 		if (rc < 0)
-			return reply_code(r->req, GH_E_UNAVAILABLE, "database unavailable");
+			return res_err(r->call, out, GH_E_UNAVAILABLE, "database unavailable");
 	}
-	return reply_record(r->req, &r->rec, r->hash);
+	return res_record(r->call, &r->rec, out);
 }
 
-/* fn failed with a domain error: store it under the key (when there is one) and send it. */
-static int reply_domain_error(gh_store_t *store, run_t *r)
+/* fn failed with a domain error: store it under the key (when there is one). The answer is
+ * the error in call->err (kind GH_IDEM_ERROR) whether or not it was stored, unless a twin's
+ * record came first. */
+static int res_domain_error(gh_store_t *store, run_t *r, gh_idem_result_t *out)
 {
-	gh_http_req_t *req = r->req;
-	gh_err_t *err = gh_http_err(req);
+	const gh_idem_call_t *call = r->call;
+	gh_err_t *err = call->err;
+	out->kind = GH_IDEM_ERROR;
 	if (!r->key || !storable(err))
-		return gh_http_reply_error(req, err);
-	json_t *env = gh_err_envelope(err, gh_http_request_id(req));
+		return 0;
+	json_t *env = gh_err_envelope(err, call->request_id);
 	size_t len = 0;
-	char *body = env ? gh_json_dump(env, gh_http_ctx(req), &len) : NULL;
+	char *body = env ? gh_json_dump(env, call->ctx, &len) : NULL;
 	json_decref(env);
 	if (!body)
 		return -ENOMEM;
@@ -289,64 +303,127 @@ static int reply_domain_error(gh_store_t *store, run_t *r)
 		gh_log(GH_LOG_WARN, "idempotency: storing an error response failed", "code",
 		       gh_code_name(err->code), NULL);
 	} else if (r->claim_lost) {
-		return reply_twin(store, r);
+		gh_err_clear(err);
+		return res_twin(store, r, out);
 	}
-	return gh_http_reply_response(req, &(gh_http_response_t){s.status, JSON_CT, body, len});
+	/* The envelope, byte-identical to what a replay will send. */
+	*out = (gh_idem_result_t){GH_IDEM_ERROR, s.status, JSON_CT, body, len, false};
+	return 0;
+}
+
+int gh_idem_run(gh_store_t *store, const gh_idem_call_t *call, gh_idem_run_fn fn, void *ud,
+                gh_idem_result_t *out)
+{
+	*out = (gh_idem_result_t){0};
+	if (!call->scope || !*call->scope) {
+		gh_log(GH_LOG_ERROR, "idempotency: empty scope", "route", call->what, NULL);
+		return res_err(call, out, GH_E_INTERNAL, "internal error");
+	}
+	gh_clock_t *clock = call->clock ? call->clock : gh_clock_real();
+	int64_t ttl_ms = call->ttl_ms > 0 ? call->ttl_ms : GH_IDEM_TTL_DEFAULT_MS;
+	run_t r = {.call = call,
+	           .scope = call->scope,
+	           .key = call->key,
+	           .hash = call->hash,
+	           .fn = fn,
+	           .ud = ud};
+	r.now = gh_clock_now_ms(clock);
+	r.expires = r.now + ttl_ms;
+	int rc;
+	if (r.key) {
+		/* Replays and reuse are answered without taking the write lock. */
+		rc = lookup(store, call->ctx, r.scope, r.key, r.now, &r.rec);
+		if (rc == 0)
+			return res_record(call, &r.rec, out);
+		if (rc != -ENOENT)
+			return res_err(call, out, GH_E_UNAVAILABLE, "database unavailable");
+	}
+
+	rc = gh_store_tx(store, run_tx, &r, &(gh_tx_opts_t){.flags = GH_TX_WRITE});
+	if (rc == 0) {
+		*out = (gh_idem_result_t){GH_IDEM_RESPONSE,     r.status, JSON_CT,
+		                          r.body ? r.body : "", r.len,    false};
+		return 0;
+	}
+	if (r.claim_lost)
+		return res_twin(store, &r, out);
+	if (r.fn_rc < 0 && call->err->code != GH_OK)
+		return res_domain_error(store, &r, out);
+	if (rc == -EAGAIN || rc == -EIO || rc == -ETIMEDOUT) {
+		/* Retries exhausted, the database is gone, or a commit whose outcome is unknown:
+		 * the client retries with the same key and gets the replay if it committed. */
+		gh_log(GH_LOG_WARN, "idempotent mutation failed", "route", call->what, "error",
+		       strerror(-rc), NULL);
+		return res_err(call, out, GH_E_UNAVAILABLE, "database unavailable; retry");
+	}
+	gh_log(GH_LOG_ERROR, "idempotent mutation failed", "route", call->what, "error",
+	       strerror(-rc), NULL);
+	return res_err(call, out, GH_E_INTERNAL, "internal error");
+}
+
+/* ---- the HTTP adapter ---------------------------------------------------------------------- */
+
+typedef struct {
+	gh_http_req_t *req;
+	gh_idem_fn fn;
+	void *ud;
+} http_fn_t;
+
+static int http_fn(gh_conn_t *c, void *ud, int *status, json_t **body)
+{
+	http_fn_t *h = ud;
+	return h->fn(c, h->req, h->ud, status, body);
+}
+
+int gh_idem_http_call(gh_http_req_t *req, const char *scope, int64_t ttl_ms, gh_clock_t *clock,
+                      char hash[65], gh_idem_call_t *call)
+{
+	const char *key = NULL;
+	if (gh_http_idempotency_key(req, &key) < 0)
+		return -EINVAL;
+	if (key) {
+		size_t blen;
+		const char *b = gh_http_body(req, &blen);
+		if (gh_idem_hash(gh_http_method(req), gh_http_path(req), b, blen, hash) < 0)
+			return gh_err_set(gh_http_err(req), GH_E_INTERNAL, NULL, "internal error");
+	}
+	*call = (gh_idem_call_t){.scope = scope,
+	                         .key = key,
+	                         .hash = key ? hash : NULL,
+	                         .ttl_ms = ttl_ms,
+	                         .clock = clock,
+	                         .ctx = gh_http_ctx(req),
+	                         .err = gh_http_err(req),
+	                         .request_id = gh_http_request_id(req),
+	                         .what = gh_http_route_pattern(req)};
+	return 0;
+}
+
+int gh_idem_http_reply(gh_http_req_t *req, const gh_idem_result_t *res)
+{
+	if (res->body) {
+		int rc;
+		if (res->replayed &&
+		    (rc = gh_http_set_header(req, GH_IDEM_REPLAYED_HEADER, "true")) < 0)
+			return rc;
+		return gh_http_reply_response(
+		    req,
+		    &(gh_http_response_t){res->status, res->content_type, res->body, res->len});
+	}
+	return gh_http_reply_error(req, gh_http_err(req));
 }
 
 int gh_idem_handle(gh_http_req_t *req, gh_store_t *store, const char *scope, int64_t ttl_ms,
                    gh_clock_t *clock, gh_idem_fn fn, void *ud)
 {
-	const char *key = NULL;
-	if (gh_http_idempotency_key(req, &key) < 0)
-		return gh_http_reply_error(req, gh_http_err(req));
-	if (!scope || !*scope) {
-		gh_log(GH_LOG_ERROR, "idempotency: empty scope", "route",
-		       gh_http_route_pattern(req), NULL);
-		return reply_code(req, GH_E_INTERNAL, "internal error");
-	}
-	if (!clock)
-		clock = gh_clock_real();
-	if (ttl_ms <= 0)
-		ttl_ms = GH_IDEM_TTL_DEFAULT_MS;
-
-	run_t r = {.req = req, .scope = scope, .key = key, .fn = fn, .ud = ud};
-	r.now = gh_clock_now_ms(clock);
-	r.expires = r.now + ttl_ms;
 	char hash[65];
-	int rc;
-	if (key) {
-		size_t blen;
-		const char *b = gh_http_body(req, &blen);
-		if (gh_idem_hash(gh_http_method(req), gh_http_path(req), b, blen, hash) < 0)
-			return reply_code(req, GH_E_INTERNAL, "internal error");
-		r.hash = hash;
-		/* Replays and reuse are answered without taking the write lock. */
-		rc = lookup(store, req, scope, key, r.now, &r.rec);
-		if (rc == 0)
-			return reply_record(req, &r.rec, hash);
-		if (rc != -ENOENT)
-			return reply_code(req, GH_E_UNAVAILABLE, "database unavailable");
-	}
-
-	rc = gh_store_tx(store, run_tx, &r, &(gh_tx_opts_t){.flags = GH_TX_WRITE});
-	if (rc == 0)
-		return gh_http_reply_raw(req, r.status, JSON_CT, r.body ? r.body : "", r.len);
-	if (r.claim_lost)
-		return reply_twin(store, &r);
-	gh_err_t *err = gh_http_err(req);
-	if (r.fn_rc < 0 && err->code != GH_OK)
-		return reply_domain_error(store, &r);
-	if (rc == -EAGAIN || rc == -EIO || rc == -ETIMEDOUT) {
-		/* Retries exhausted, the database is gone, or a commit whose outcome is unknown:
-		 * the client retries with the same key and gets the replay if it committed. */
-		gh_log(GH_LOG_WARN, "idempotent mutation failed", "route",
-		       gh_http_route_pattern(req), "error", strerror(-rc), NULL);
-		return reply_code(req, GH_E_UNAVAILABLE, "database unavailable; retry");
-	}
-	gh_log(GH_LOG_ERROR, "idempotent mutation failed", "route", gh_http_route_pattern(req),
-	       "error", strerror(-rc), NULL);
-	return reply_code(req, GH_E_INTERNAL, "internal error");
+	gh_idem_call_t call;
+	if (gh_idem_http_call(req, scope, ttl_ms, clock, hash, &call) < 0)
+		return gh_http_reply_error(req, gh_http_err(req));
+	http_fn_t h = {req, fn, ud};
+	gh_idem_result_t res;
+	int rc = gh_idem_run(store, &call, http_fn, &h, &res);
+	return rc < 0 ? rc : gh_idem_http_reply(req, &res);
 }
 
 int gh_idem_purge(gh_store_t *store, int64_t now_ms)

@@ -37,6 +37,7 @@
 #define GH_IDEM_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,57 @@ typedef int (*gh_idem_fn)(gh_conn_t *c, gh_http_req_t *req, void *ud, int *statu
  * made (req already replied). */
 int gh_idem_handle(gh_http_req_t *req, gh_store_t *store, const char *scope, int64_t ttl_ms,
                    gh_clock_t *clock, gh_idem_fn fn, void *ud);
+
+/* ---- the transport-neutral form (the HTTP form above and the numbering gRPC surface) -------
+ *
+ * The same exactly-once run as gh_idem_handle with the request's parts given explicitly and
+ * the answer returned instead of sent. Records are the same rows: a stored body is JSON (the
+ * handler's body, or the error envelope for a stored domain error), so a transport that is not
+ * JSON converts it on the way out. */
+typedef struct gh_idem_call_s {
+	const char *scope;      /* non-empty caller identity */
+	const char *key;        /* the validated idempotency key, NULL: none */
+	const char *hash;       /* the request's hash (gh_idem_hash) when key */
+	int64_t ttl_ms;         /* <= 0: GH_IDEM_TTL_DEFAULT_MS */
+	gh_clock_t *clock;      /* NULL: the real clock */
+	void *ctx;              /* talloc context of the answer's strings */
+	gh_err_t *err;          /* fn's domain error slot; also receives idem's own errors */
+	const char *request_id; /* put in a stored error envelope */
+	const char *what;       /* for logs: route pattern or RPC method */
+} gh_idem_call_t;
+
+/* fn as gh_idem_fn, with its request in ud. */
+typedef int (*gh_idem_run_fn)(gh_conn_t *c, void *ud, int *status, json_t **body);
+
+typedef enum {
+	GH_IDEM_RESPONSE = 1, /* fn's answer now, or a replay of a stored one (replayed) */
+	GH_IDEM_ERROR,        /* the error in call->err; body is its stored envelope, or NULL */
+} gh_idem_kind_t;
+
+typedef struct gh_idem_result_s {
+	gh_idem_kind_t kind;
+	int status;               /* HTTP status of body (kind RESPONSE, or a stored error) */
+	const char *content_type; /* of body */
+	const char *body;         /* under call->ctx; NULL for an error that has none */
+	size_t len;
+	bool replayed; /* body is a stored answer: any status, including a stored error's */
+} gh_idem_result_t;
+
+/* Run fn exactly once per (scope, key). 0 with *out filled (errors included: 422 key reused,
+ * 409 twin in progress, 503 database unavailable, 500 are kind ERROR with call->err set), or
+ * -ENOMEM. */
+int gh_idem_run(gh_store_t *store, const gh_idem_call_t *call, gh_idem_run_fn fn, void *ud,
+                gh_idem_result_t *out);
+
+/* For an HTTP handler that runs gh_idem_run itself (the numbering transitions, which share
+ * their run with gRPC): the call of req (its Idempotency-Key, hashed into hash), 0, or
+ * negative with gh_http_err(req) set (a malformed key: 400); and the reply of a result. */
+int gh_idem_http_call(gh_http_req_t *req, const char *scope, int64_t ttl_ms, gh_clock_t *clock,
+                      char hash[65], gh_idem_call_t *call);
+int gh_idem_http_reply(gh_http_req_t *req, const gh_idem_result_t *res);
+
+/* Check an idempotency key's syntax (1-255 printable ASCII): 0 or -EINVAL. */
+int gh_idem_key_check(const char *key);
 
 /* The request hash: SHA-256 hex of method "\n" path "\n" body bytes. Returns 0 or -EIO. */
 int gh_idem_hash(const char *method, const char *path, const void *body, size_t len, char out[65]);

@@ -226,23 +226,24 @@ static int h_lookup(gh_http_req_t *req, void *ud)
 
 typedef struct {
 	num_svc_t *s;
-	num_tx_req_t tx;
+	num_tx_req_t *tx;
+	const gh_idem_call_t *call;
 	num_number_t out;
 	bool ok;      /* the last run of fn succeeded */
 	bool refused; /* INVALID_TRANSITION: audit it after the rollback */
 } tx_run_t;
 
-static int tx_fn(gh_conn_t *c, gh_http_req_t *req, void *ud, int *status, json_t **body)
+static int tx_fn(gh_conn_t *c, void *ud, int *status, json_t **body)
 {
 	tx_run_t *t = ud;
 	num_repo_t *view;
 	t->ok = t->refused = false;
-	int rc = num_repo_on_conn(gh_http_ctx(req), t->s->repo, c, &view);
+	int rc = num_repo_on_conn(t->call->ctx, t->s->repo, c, &view);
 	if (rc < 0)
 		return rc;
-	gh_err_t *e = gh_http_err(req);
+	gh_err_t *e = t->call->err;
 	gh_err_clear(e);
-	rc = num_repo_transition(view, &t->tx, &t->out, e);
+	rc = num_repo_transition(view, t->tx, &t->out, e);
 	if (rc < 0) {
 		t->refused = e->code == GH_E_INVALID_TRANSITION;
 		return rc;
@@ -260,23 +261,38 @@ static bool replied_ok(gh_http_req_t *req)
 	return r && r->status >= 200 && r->status < 300;
 }
 
-/* Run the transition in t under the Idempotency-Key of scope; afterwards apply the commit to
- * the local index, or audit a refusal. Always replies. */
-static int run_transition(gh_http_req_t *req, num_svc_t *s, tx_run_t *t, const char *scope)
+int num_svc_transition(num_svc_t *s, num_tx_req_t *tx, const gh_idem_call_t *call,
+                       gh_idem_result_t *res)
 {
-	t->s = s;
-	t->tx.request_id = gh_http_request_id(req);
-	t->tx.traceparent = gh_http_traceparent(req);
-	t->tx.now_ms = now_ms(s);
+	tx_run_t t = {.s = s, .tx = tx, .call = call};
+	tx->now_ms = now_ms(s);
 	/* ALPHA assignment asks the sender-id registry first, outside any transaction */
-	if (num_svc_senderid_gate(s, &t->tx, gh_http_err(req)) < 0)
+	if (num_svc_senderid_gate(s, tx, call->err) < 0) {
+		*res = (gh_idem_result_t){.kind = GH_IDEM_ERROR};
+		return 0;
+	}
+	int rc = gh_idem_run(s->store, call, tx_fn, &t, res);
+	if (rc < 0)
+		return rc;
+	if (t.ok && res->kind == GH_IDEM_RESPONSE && res->status >= 200 && res->status < 300)
+		num_svc_refresh_key(s, tx->key, t.out.version);
+	else if (t.refused)
+		num_repo_audit_refused(s->repo, tx, call->err);
+	return 0;
+}
+
+/* Run the transition in t under the Idempotency-Key of scope. Always replies. */
+static int run_transition(gh_http_req_t *req, num_svc_t *s, num_tx_req_t *tx, const char *scope)
+{
+	tx->request_id = gh_http_request_id(req);
+	tx->traceparent = gh_http_traceparent(req);
+	char hash[65];
+	gh_idem_call_t call;
+	gh_idem_result_t res;
+	if (gh_idem_http_call(req, scope, s->idem_ttl_ms, s->clock, hash, &call) < 0)
 		return gh_http_reply_error(req, gh_http_err(req));
-	int rc = gh_idem_handle(req, s->store, scope, s->idem_ttl_ms, s->clock, tx_fn, t);
-	if (t->ok && replied_ok(req))
-		num_svc_refresh_key(s, t->tx.key, t->out.version);
-	else if (t->refused)
-		num_repo_audit_refused(s->repo, &t->tx, gh_http_err(req));
-	return rc;
+	int rc = num_svc_transition(s, tx, &call, &res);
+	return rc < 0 ? rc : gh_idem_http_reply(req, &res);
 }
 
 static const gh_json_field_t reserve_fields[] = {
@@ -328,8 +344,8 @@ static int transition(gh_http_req_t *req, void *ud, num_action_t action, bool ad
 	json_t *b;
 	if (path_ident(req, &id) < 0 || gh_http_json_body(req, fields, &b) < 0)
 		return -EINVAL;
-	tx_run_t t = {
-	    .tx = {.key = id.key, .action = action, .expected_version = -1, .auto_renew = -1}};
+	num_tx_req_t tx = {
+	    .key = id.key, .action = action, .expected_version = -1, .auto_renew = -1};
 	const char *tenant = gh_json_get_str(b, "tenant_id", NULL);
 	if (tenant && !tenant_ok(tenant))
 		return bad_arg(req, "/tenant_id", "tenant_id: 1-59 characters of [A-Za-z0-9._:-]");
@@ -337,37 +353,37 @@ static int transition(gh_http_req_t *req, void *ud, num_action_t action, bool ad
 	if (ev) {
 		if (json_integer_value(ev) < 1)
 			return bad_arg(req, "/expected_version", "expected_version must be >= 1");
-		t.tx.expected_version = json_integer_value(ev);
+		tx.expected_version = json_integer_value(ev);
 	}
-	t.tx.ttl_s = gh_json_get_int(b, "ttl_seconds", 0);
-	if (json_object_get(b, "ttl_seconds") && t.tx.ttl_s < 1)
+	tx.ttl_s = gh_json_get_int(b, "ttl_seconds", 0);
+	if (json_object_get(b, "ttl_seconds") && tx.ttl_s < 1)
 		return bad_arg(req, "/ttl_seconds", "ttl_seconds must be >= 1");
-	t.tx.term_days = gh_json_get_int(b, "term_days", 0);
-	if (json_object_get(b, "term_days") && t.tx.term_days < 1)
+	tx.term_days = gh_json_get_int(b, "term_days", 0);
+	if (json_object_get(b, "term_days") && tx.term_days < 1)
 		return bad_arg(req, "/term_days", "term_days must be >= 1");
 	if (json_object_get(b, "auto_renew"))
-		t.tx.auto_renew = gh_json_get_bool(b, "auto_renew", 0);
+		tx.auto_renew = gh_json_get_bool(b, "auto_renew", 0);
 
 	char *scope, *actor;
 	void *ctx = gh_http_ctx(req);
 	if (action == NUM_ACT_RECALL || action == NUM_ACT_SUSPEND || action == NUM_ACT_RESUME) {
 		const gh_principal_t *p = gh_http_principal(req);
-		t.tx.role = admin && p && (p->role_mask & GH_ROLE_PLATFORM_ADMIN)
-		                ? NUM_ROLE_ADMIN
-		                : NUM_ROLE_COMPLIANCE;
+		tx.role = admin && p && (p->role_mask & GH_ROLE_PLATFORM_ADMIN)
+		              ? NUM_ROLE_ADMIN
+		              : NUM_ROLE_COMPLIANCE;
 		const char *reason = gh_json_get_str(b, "reason", NULL);
 		if (action == NUM_ACT_RECALL) {
-			t.tx.recall_reason = NUM_QR_RECALL_ADMIN;
-			if (reason && (num_qreason_parse(reason, &t.tx.recall_reason) < 0 ||
-			               (t.tx.recall_reason != NUM_QR_RECALL_ADMIN &&
-			                t.tx.recall_reason != NUM_QR_RECALL_ABUSE)))
+			tx.recall_reason = NUM_QR_RECALL_ADMIN;
+			if (reason && (num_qreason_parse(reason, &tx.recall_reason) < 0 ||
+			               (tx.recall_reason != NUM_QR_RECALL_ADMIN &&
+			                tx.recall_reason != NUM_QR_RECALL_ABUSE)))
 				return bad_arg(req, "/reason",
 				               "reason must be RECALL_ADMIN or RECALL_ABUSE");
-			t.tx.justification = gh_json_get_str(b, "justification", NULL);
+			tx.justification = gh_json_get_str(b, "justification", NULL);
 		} else {
-			t.tx.justification = reason; /* free text, kept in the audit row */
+			tx.justification = reason; /* free text, kept in the audit row */
 		}
-		t.tx.tenant_id = tenant;
+		tx.tenant_id = tenant;
 		if (admin)
 			scope = actor = admin_actor(req);
 		else {
@@ -376,15 +392,15 @@ static int transition(gh_http_req_t *req, void *ud, num_action_t action, bool ad
 			actor = service_actor(req);
 		}
 	} else {
-		t.tx.role = NUM_ROLE_TENANT;
-		t.tx.tenant_id = tenant;
+		tx.role = NUM_ROLE_TENANT;
+		tx.tenant_id = tenant;
 		scope = talloc_asprintf(ctx, "tenant:%s", tenant);
 		actor = service_actor(req);
 	}
 	if (!scope || !actor)
 		return -ENOMEM;
-	t.tx.actor = actor;
-	return run_transition(req, s, &t, scope);
+	tx.actor = actor;
+	return run_transition(req, s, &tx, scope);
 }
 
 #define TRANSITION_HANDLER(name, act)                     \
@@ -433,14 +449,14 @@ static int h_override(gh_http_req_t *req, void *ud)
 	char *actor = admin_actor(req);
 	if (!actor)
 		return -ENOMEM;
-	tx_run_t t = {.tx = {.key = id.key,
-	                     .action = NUM_ACT_OVERRIDE,
-	                     .role = NUM_ROLE_ADMIN,
-	                     .actor = actor,
-	                     .justification = just,
-	                     .expected_version = gh_json_get_int(b, "expected_version", -1),
-	                     .auto_renew = -1}};
-	return run_transition(req, s, &t, actor);
+	num_tx_req_t tx = {.key = id.key,
+	                   .action = NUM_ACT_OVERRIDE,
+	                   .role = NUM_ROLE_ADMIN,
+	                   .actor = actor,
+	                   .justification = just,
+	                   .expected_version = gh_json_get_int(b, "expected_version", -1),
+	                   .auto_renew = -1};
+	return run_transition(req, s, &tx, actor);
 }
 
 /* ---- admin: numbers ---------------------------------------------------------------------- */

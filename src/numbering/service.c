@@ -4,6 +4,7 @@
 #include "service.h"
 
 #include "export.h"
+#include "grpc.h"
 #include "jobs.h"
 #include "ports.h"
 
@@ -115,6 +116,14 @@ static const gh_config_key_t num_keys[] = {
      .help = "user PIN of the PKCS#11 token"},
     {"export_pkcs11_key", GH_CFG_STR, O(export_pkcs11_key), .def_str = "",
      .help = "label of the Ed25519 key pair on the PKCS#11 token"},
+    {"grpc_port", GH_CFG_INT, O(grpc_port), .def = 0, .min = 0, .max = 65535,
+     .help = "port of the gRPC surface (proto/ghasi/numbering/v1); 0: off"},
+    {"grpc_bind", GH_CFG_STR, O(grpc_bind), .def_str = "0.0.0.0",
+     .help = "address the gRPC surface listens on"},
+    {"grpc_threads", GH_CFG_INT, O(grpc_threads), .def = 4, .min = 1, .max = 256,
+     .help = "gRPC worker threads"},
+    {"grpc_drain_ms", GH_CFG_INT, O(grpc_drain_ms), .def = 5000, .min = 0, .max = 600000,
+     .help = "at shutdown, in-flight gRPC calls get this long before they are cancelled"},
 };
 #undef O
 static const gh_config_section_t num_section = {"numbering", sizeof(num_config_t), num_keys,
@@ -598,6 +607,7 @@ static int num_ready(void *ud, char *why, size_t n)
 static void num_stop(void *state)
 {
 	num_svc_t *s = state;
+	num_grpc_stop(s->grpc);     /* drains in-flight calls while the state is whole */
 	num_expiry_stop(s->expiry); /* the scheduler is stopped, not freed: timers cancel */
 }
 
@@ -724,14 +734,38 @@ static int num_init(gh_app_t *app, void **state)
 	    (rc = add_job(s, "numbering-regulator-export", cfg.export_schedule, num_export_job,
 	                  L)) < 0)
 		goto fail;
+	if (cfg.grpc_port > 0) {
+		/* As the HTTP internal routes: no plaintext outside the embedded profile. */
+		if (app->cfg->service.profile != GH_PROFILE_EMBEDDED) {
+			gh_log(GH_LOG_ERROR,
+			       "numbering: the gRPC surface is plaintext: only in the embedded "
+			       "profile",
+			       NULL);
+			rc = -EINVAL;
+			goto fail;
+		}
+		num_grpc_opts_t go = {.bind = cfg.grpc_bind,
+		                      .port = (int)cfg.grpc_port,
+		                      .threads = (int)cfg.grpc_threads,
+		                      .drain_ms = cfg.grpc_drain_ms};
+		if ((rc = num_grpc_start(s, s, &go, &s->grpc, &err)) < 0) {
+			gh_log(GH_LOG_ERROR, "numbering: cannot start the gRPC server", "detail",
+			       err.message, NULL);
+			goto fail;
+		}
+		snprintf(buf, sizeof buf, "%lld", (long long)cfg.grpc_port);
+		gh_log(GH_LOG_INFO, "numbering: gRPC listening", "port", buf, "tls", "off", NULL);
+	}
 	talloc_steal(app->ctx, ix);
 	talloc_steal(app->ctx, s);
 	talloc_free(tmp);
 	*state = s;
 	return 0;
 fail:
-	if (s)
+	if (s) {
+		num_grpc_stop(s->grpc);
 		num_expiry_stop(s->expiry);
+	}
 	gh_err_clear(&err);
 	talloc_free(tmp);
 	return rc < 0 ? rc : -EIO;

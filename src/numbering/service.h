@@ -63,6 +63,11 @@ typedef struct num_config_s {
 	char *export_pkcs11_token;  /* token label, */
 	char *export_pkcs11_pin;    /* user PIN (secret), */
 	char *export_pkcs11_key;    /* key pair label */
+	/* gRPC surface (grpc.h) */
+	int64_t grpc_port;     /* 0: off */
+	char *grpc_bind;       /* listen address */
+	int64_t grpc_threads;  /* worker threads */
+	int64_t grpc_drain_ms; /* shutdown: in-flight calls get this long */
 } num_config_t;
 
 /* Register the section with gh_config_register; call once at start, before gh_config_load
@@ -120,6 +125,7 @@ typedef struct num_svc_s {
 	struct num_events_s *events;   /* compiled event schemas (consumers.c); NULL: none */
 	struct num_anomaly_s *anomaly; /* anomaly counters (anomaly.c); NULL: not counted */
 	struct num_export_s *exp;      /* regulator exports (export.h); NULL without a database */
+	struct num_grpc_s *grpc;       /* the gRPC server (grpc.h); NULL: off */
 } num_svc_t;
 
 #define NUM_VRES_UNAVAILABLE (NUM_VR__COUNT)
@@ -175,6 +181,15 @@ const gh_operator_t *num_svc_operator(num_svc_t *s, const num_index_entry_t *e,
                                       const gh_ident_t *id, int64_t now_ms);
 /* Reload the operator snapshot from the database. 0 or negative errno. */
 int num_svc_reload_operators(num_svc_t *s);
+
+/* A lifecycle transition as the internal HTTP API and the gRPC surface run it (http.c): the
+ * ALPHA sender-id gate, then num_repo_transition inside gh_idem_run (exactly once per
+ * call->scope and key), then the new entry into the local index after the commit, or the
+ * audit row of a refused (INVALID_TRANSITION) request. tx->now_ms is set here; request_id,
+ * traceparent, actor and the rest are the caller's. 0 with *res filled (errors in call->err),
+ * or -ENOMEM. */
+int num_svc_transition(num_svc_t *s, num_tx_req_t *tx, const gh_idem_call_t *call,
+                       gh_idem_result_t *res);
 
 /* Handlers (http.c) and the route table: internal, admin and portal routes. */
 extern const gh_service_route_t num_routes[];
