@@ -1050,6 +1050,23 @@ typedef struct key_add_s {
 	const char *actor;
 } key_add_t;
 
+/* One audit row for an admin write in its transaction; takes payload (NULL: -ENOMEM). */
+static int audit_admin(gh_conn_t *c, gh_http_req_t *req, int64_t now, const char *actor,
+                       const char *action, const char *entity_type, const char *entity_id,
+                       json_t *payload)
+{
+	gh_audit_rec_t a = {.ts_ms = now,
+	                    .actor = actor,
+	                    .action = action,
+	                    .entity_type = entity_type,
+	                    .entity_id = entity_id,
+	                    .request_id = gh_http_request_id(req),
+	                    .payload = payload};
+	int rc = payload ? gh_audit_append(c, CHAIN, &a, 1, NULL) : -ENOMEM;
+	json_decref(payload);
+	return rc;
+}
+
 static json_t *key_json(const char *op, const char *key_id, const char *alg, const char *pem,
                         int64_t from, int64_t until, int64_t created)
 {
@@ -1088,15 +1105,8 @@ static int key_add_fn(gh_conn_t *c, gh_http_req_t *req, void *ud, int *status, j
 	json_t *payload =
 	    json_pack("{s:s, s:s, s:I, s:I}", "key_id", k->key_id, "algorithm", k->alg,
 	              "valid_from_ms", (json_int_t)k->from, "valid_until_ms", (json_int_t)k->until);
-	gh_audit_rec_t a = {.ts_ms = k->now,
-	                    .actor = k->actor,
-	                    .action = "operator.signing_key.add",
-	                    .entity_type = "operator",
-	                    .entity_id = k->operator_id,
-	                    .request_id = gh_http_request_id(req),
-	                    .payload = payload};
-	rc = payload ? gh_audit_append(c, CHAIN, &a, 1, NULL) : -ENOMEM;
-	json_decref(payload);
+	rc = audit_admin(c, req, k->now, k->actor, "operator.signing_key.add", "operator",
+	                 k->operator_id, payload);
 	if (rc < 0)
 		return rc;
 	*status = 201;
@@ -1242,15 +1252,7 @@ static int contract_add_fn(gh_conn_t *c, gh_http_req_t *req, void *ud, int *stat
 	json_t *payload =
 	    json_pack("{s:s, s:s, s:I, s:I}", "operator_id", k->operator_id, "contract_ref", k->ref,
 	              "starts_ms", (json_int_t)k->starts, "ends_ms", (json_int_t)k->ends);
-	gh_audit_rec_t a = {.ts_ms = k->now,
-	                    .actor = k->actor,
-	                    .action = "contract.create",
-	                    .entity_type = "contract",
-	                    .entity_id = k->id,
-	                    .request_id = gh_http_request_id(req),
-	                    .payload = payload};
-	rc = payload ? gh_audit_append(c, CHAIN, &a, 1, NULL) : -ENOMEM;
-	json_decref(payload);
+	rc = audit_admin(c, req, k->now, k->actor, "contract.create", "contract", k->id, payload);
 	if (rc < 0)
 		return rc;
 	rc = gh_conn_query_one(c, "SELECT " CONTRACT_COLS " FROM num_contracts WHERE id = $1",

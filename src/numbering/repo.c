@@ -1498,30 +1498,27 @@ out:
 	return rc;
 }
 
+/* The (key, version) of the numbers whose open row (cond) in table (alias a) falls due at column
+ * at <= $1, oldest first, at most $2. */
+#define DUE_SQL(table, a, cond, at)                                                          \
+	"SELECT " a ".number_key, n.version FROM " table " JOIN num_numbers n ON n.key = " a \
+	".number_key WHERE " cond " AND " at " <= $1 ORDER BY " at " LIMIT $2"
+
 int num_repo_expire_due(num_repo_t *r, int64_t now_ms, int limit)
 {
-	return run_due(r,
-	               "SELECT r.number_key, n.version FROM num_reservations r JOIN num_numbers n "
-	               "ON n.key = r.number_key WHERE r.ended_ms IS NULL AND r.expires_ms <= $1 "
-	               "ORDER BY r.expires_ms LIMIT $2",
+	return run_due(r, DUE_SQL("num_reservations r", "r", "r.ended_ms IS NULL", "r.expires_ms"),
 	               NUM_ACT_EXPIRE, "system:expiry", now_ms, limit);
 }
 
 int num_repo_sweep_due(num_repo_t *r, int64_t now_ms, int limit)
 {
-	return run_due(r,
-	               "SELECT q.number_key, n.version FROM num_quarantines q JOIN num_numbers n "
-	               "ON n.key = q.number_key WHERE q.closed_ms IS NULL AND q.until_ms <= $1 "
-	               "ORDER BY q.until_ms LIMIT $2",
+	return run_due(r, DUE_SQL("num_quarantines q", "q", "q.closed_ms IS NULL", "q.until_ms"),
 	               NUM_ACT_SWEEP, "system:sweep", now_ms, limit);
 }
 
 int num_repo_end_leases_due(num_repo_t *r, int64_t now_ms, int limit)
 {
-	return run_due(r,
-	               "SELECT l.number_key, n.version FROM num_leases l JOIN num_numbers n ON "
-	               "n.key = l.number_key WHERE l.status <> 'ENDED' AND l.ends_ms <= $1 "
-	               "ORDER BY l.ends_ms LIMIT $2",
+	return run_due(r, DUE_SQL("num_leases l", "l", "l.status <> 'ENDED'", "l.ends_ms"),
 	               NUM_ACT_EXPIRE, "system:lease-end", now_ms, limit);
 }
 
@@ -1617,14 +1614,21 @@ typedef struct renew_tx_s {
 	num_number_t cur, after;
 } renew_tx_t;
 
+/* Both renewal transactions start by loading the number (t->cur) under the lock. */
+static int renew_load(gh_conn_t *c, renew_tx_t *t)
+{
+	gh_err_clear(t->err);
+	int rc = load_number(c, t->req->key, &t->cur);
+	if (rc == -ENOENT)
+		return gh_err_set(t->err, GH_E_NOT_FOUND, NULL, "number not found");
+	return rc;
+}
+
 static int renew_fn(gh_conn_t *c, void *ud)
 {
 	renew_tx_t *t = ud;
 	const num_renew_req_t *req = t->req;
-	gh_err_clear(t->err);
-	int rc = load_number(c, req->key, &t->cur);
-	if (rc == -ENOENT)
-		return gh_err_set(t->err, GH_E_NOT_FOUND, NULL, "number not found");
+	int rc = renew_load(c, t);
 	if (rc < 0)
 		return rc;
 	const num_number_t *cur = &t->cur;
@@ -1717,10 +1721,7 @@ static int renewal_failed_fn(gh_conn_t *c, void *ud)
 {
 	renew_tx_t *t = ud;
 	const num_renew_req_t *req = t->req;
-	gh_err_clear(t->err);
-	int rc = load_number(c, req->key, &t->cur);
-	if (rc == -ENOENT)
-		return gh_err_set(t->err, GH_E_NOT_FOUND, NULL, "number not found");
+	int rc = renew_load(c, t);
 	if (rc < 0)
 		return rc;
 	const num_number_t *cur = &t->cur;

@@ -28,6 +28,7 @@
 
 #include "busrec.h"
 #include "gh-core.h"
+#include "ghasiproc.h"
 #include "httpc.h"
 #include "numbering/service.h"
 #include "storefx.h"
@@ -75,24 +76,6 @@ typedef struct {
 } fx_t;
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-
-static uint16_t free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t q64(fx_t *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int64_t q64(fx_t *f, const char *fmt, ...)
@@ -215,7 +198,8 @@ static void pool(fx_t *f, const char *tenant)
 	              "ALPHA", 10, "direct_assign", 1, "max_reservations", 1000);
 	json_t *out = NULL;
 	gh_err_t err = {0};
-	int rc = num_repo_pool_put(f->repo, tenant, body, -1, "test", wall_ms(), &out, &err);
+	int rc =
+	    num_repo_pool_put(f->repo, tenant, body, -1, "test", gh_test_wall_ms(), &out, &err);
 	if (rc != 0)
 		fail_msg("pool %s: %s", tenant, err.message);
 	json_decref(body);
@@ -233,7 +217,7 @@ typedef struct {
 static int assign_fn(gh_conn_t *c, void *ud)
 {
 	assign_tx_t *a = ud;
-	int64_t now = wall_ms();
+	int64_t now = gh_test_wall_ms();
 	for (size_t i = 0; i < a->n; i++) {
 		char lease[37];
 		gh_uuid_v4(lease);
@@ -289,7 +273,7 @@ static void add_numbers(fx_t *f, const char *tenant, size_t n, const char *const
 		                    alphas ? NULL : f->op->id, 0};
 	}
 	gh_err_t err = {0};
-	if (num_repo_add(f->repo, nn, n, "test", wall_ms(), &err) != 0)
+	if (num_repo_add(f->repo, nn, n, "test", gh_test_wall_ms(), &err) != 0)
 		fail_msg("add: %s", err.message);
 	if (tenant) {
 		assign_tx_t a = {f, tenant, keys, n, alphas ? NUM_KIND_ALPHA : NUM_KIND_MSISDN};
@@ -331,7 +315,7 @@ static fx_t *fx_open(gh_test_backend_t b)
 	if (f->nats)
 		gh_test_nats_delete_stream(f->nats, f->stream);
 	char port[16];
-	snprintf(port, sizeof port, "%u", free_port());
+	snprintf(port, sizeof port, "%u", gh_test_free_port());
 	char *env[] = {
 	    talloc_asprintf(f, "GHASI_STORE_URL=%s", store),
 	    talloc_asprintf(f, "GHASI_BUS_URL=%s", bus),
@@ -359,11 +343,11 @@ static fx_t *fx_open(gh_test_backend_t b)
 	assert_int_equal(gh_app_migrate(f->app, &num_service, &err), 0);
 	f->store = f->app->store;
 	assert_int_equal(num_repo_open(f, f->store, NULL, &f->repo), 0);
-	assert_int_equal(num_repo_seed_operators(f->repo, wall_ms(), &err), 0);
+	assert_int_equal(num_repo_seed_operators(f->repo, gh_test_wall_ms(), &err), 0);
 	assert_int_equal(num_repo_operator_table(f->repo, f->ops, 64, &f->n_ops), 0);
 	char first[16];
 	msisdn(f->next_msisdn, first);
-	f->op = gh_operator_for_msisdn(f->ops, f->n_ops, first, wall_ms());
+	f->op = gh_operator_for_msisdn(f->ops, f->n_ops, first, gh_test_wall_ms());
 	assert_non_null(f->op);
 
 	static const char *const tenants[] = {T_BULK,   T_DEL,    T_CRASH,  T_BILL,
@@ -427,11 +411,12 @@ static void case_invalid_dead_lettered(fx_t *f)
 	const char *subj = "compliance.tenant.suspended.v1";
 	char id[37];
 	gh_uuid_v4(id);
-	publish(f, subj, id, wall_ms(), "{\"reason\":\"no tenant\"}");              /* schema */
-	publish_raw(f, subj, "{\"id\": \"x\", ");                                   /* malformed */
-	publish(f, subj, "not-a-uuid", wall_ms(), "{\"tenant_id\":\"" T_DEL "\"}"); /* format */
+	publish(f, subj, id, gh_test_wall_ms(), "{\"reason\":\"no tenant\"}"); /* schema */
+	publish_raw(f, subj, "{\"id\": \"x\", ");                              /* malformed */
+	publish(f, subj, "not-a-uuid", gh_test_wall_ms(),
+	        "{\"tenant_id\":\"" T_DEL "\"}"); /* format */
 	char t[25], body[512];
-	gh_time_format(wall_ms(), t);
+	gh_time_format(gh_test_wall_ms(), t);
 	gh_uuid_v4(id);
 	snprintf(body, sizeof body,
 	         "{\"id\":\"%s\",\"type\":\"%s\",\"source\":\"x\",\"time\":\"%s\",\"tenant_id\":"
@@ -457,7 +442,7 @@ static void case_deleted_duplicate_applied_once(fx_t *f)
 {
 	char id[37], q[128];
 	gh_uuid_v4(id);
-	publish(f, "tenant.deleted.v1", id, wall_ms(), "{\"tenant_id\":\"" T_DEL "\"}");
+	publish(f, "tenant.deleted.v1", id, gh_test_wall_ms(), "{\"tenant_id\":\"" T_DEL "\"}");
 	assert_int_equal(
 	    WAIT_EQ(f, 1, 20000, "SELECT COUNT(*) FROM gh_consumed WHERE event_id = '%s'", id), 1);
 	assert_int_equal(q64(f, "%s", held(f, T_DEL, q)), 0);
@@ -470,15 +455,16 @@ static void case_deleted_duplicate_applied_once(fx_t *f)
 	json_t *body = json_pack("{ss}", "status", "ACTIVE"), *out = NULL;
 	gh_err_t err = {0};
 	assert_int_equal(
-	    num_repo_pool_patch(f->repo, T_DEL, body, -1, "test", wall_ms(), &out, &err), 0);
+	    num_repo_pool_patch(f->repo, T_DEL, body, -1, "test", gh_test_wall_ms(), &out, &err),
+	    0);
 	json_decref(body);
 	json_decref(out);
 	add_numbers(f, T_DEL, 1, NULL, NULL);
-	publish(f, "tenant.deleted.v1", id, wall_ms(), "{\"tenant_id\":\"" T_DEL "\"}");
+	publish(f, "tenant.deleted.v1", id, gh_test_wall_ms(), "{\"tenant_id\":\"" T_DEL "\"}");
 	/* a later event on the same durable proves the duplicate was handled */
 	char marker[37];
 	gh_uuid_v4(marker);
-	publish(f, "tenant.deleted.v1", marker, wall_ms(), "{\"tenant_id\":\"t-nobody\"}");
+	publish(f, "tenant.deleted.v1", marker, gh_test_wall_ms(), "{\"tenant_id\":\"t-nobody\"}");
 	assert_int_equal(
 	    WAIT_EQ(f, 1, 20000, "SELECT COUNT(*) FROM gh_consumed WHERE event_id = '%s'", marker),
 	    1);
@@ -495,7 +481,7 @@ static void case_abandoned_bulk_resumes(fx_t *f)
 	char id[37], q[128];
 	gh_uuid_v4(id);
 	num_consumers_fault_abandon_after(N_CRASH / 3);
-	publish(f, "compliance.tenant.suspended.v1", id, wall_ms(),
+	publish(f, "compliance.tenant.suspended.v1", id, gh_test_wall_ms(),
 	        "{\"tenant_id\":\"" T_CRASH "\",\"reason\":\"KYC hold\"}");
 	assert_int_equal(
 	    WAIT_EQ(f, 1, 30000, "SELECT COUNT(*) FROM gh_consumed WHERE event_id = '%s'", id), 1);
@@ -522,11 +508,11 @@ static void case_senderid_revoked(fx_t *f)
 	gh_uuid_v4(id);
 	gh_uuid_v4(id2);
 	/* revoking "OTHER" for T_ALPHA must not touch T_OTHER's sender id */
-	publish(f, "senderid.revoked.v1", id, wall_ms(),
+	publish(f, "senderid.revoked.v1", id, gh_test_wall_ms(),
 	        "{\"alpha\":\"mybank\",\"tenant_id\":\"" T_ALPHA "\"}");
-	publish(f, "senderid.revoked.v1", id, wall_ms(), /* duplicate */
+	publish(f, "senderid.revoked.v1", id, gh_test_wall_ms(), /* duplicate */
 	        "{\"alpha\":\"mybank\",\"tenant_id\":\"" T_ALPHA "\"}");
-	publish(f, "senderid.revoked.v1", id2, wall_ms(),
+	publish(f, "senderid.revoked.v1", id2, gh_test_wall_ms(),
 	        "{\"alpha\":\"Other\",\"tenant_id\":\"" T_ALPHA "\"}");
 	assert_int_equal(
 	    WAIT_EQ(f, 1, 20000, "SELECT COUNT(*) FROM gh_consumed WHERE event_id = '%s'", id2), 1);
@@ -561,7 +547,7 @@ static void case_billing(fx_t *f)
 	gh_uuid_v4(d1);
 	gh_uuid_v4(p1);
 	gh_uuid_v4(d0);
-	int64_t now = wall_ms();
+	int64_t now = gh_test_wall_ms();
 	char first[16];
 	uint32_t base = 0;
 	/* T_BILL's numbers were added after T_BULK, T_DEL, T_CRASH */
@@ -671,7 +657,7 @@ static void case_bulk_recall_under_validate_load(fx_t *f, const char *backend)
 	char id[37], q[128];
 	gh_uuid_v4(id);
 	h.t_publish = gh_test_now_ms();
-	publish(f, "compliance.tenant.suspended.v1", id, wall_ms(),
+	publish(f, "compliance.tenant.suspended.v1", id, gh_test_wall_ms(),
 	        "{\"tenant_id\":\"" T_BULK "\",\"reason\":\"fraud\"}");
 	int64_t v =
 	    WAIT_EQ(f, 1, 300000, "SELECT COUNT(*) FROM gh_consumed WHERE event_id = '%s'", id);
@@ -720,7 +706,7 @@ static void case_anomalies(fx_t *f)
 	uint32_t base = 1000000 + N_BULK + N_DEL + N_CRASH; /* T_BILL's, ASSIGNED */
 	json_t *last = NULL;
 	/* keep each per-minute phase inside one minute */
-	while (wall_ms() % 60000 > 45000)
+	while (gh_test_wall_ms() % 60000 > 45000)
 		usleep(200 * 1000);
 	/* Lookup enumeration: distinct unknown identifiers from one caller, below then above */
 	for (int i = 0; i < LOOKUP_THR / 2; i++) {
@@ -746,7 +732,7 @@ static void case_anomalies(fx_t *f)
 	              LOOKUP_THR + 20, (long long)est);
 	assert_true(est >= LOOKUP_THR && est <= LOOKUP_THR + 25);
 
-	while (wall_ms() % 60000 > 55000)
+	while (gh_test_wall_ms() % 60000 > 55000)
 		usleep(200 * 1000);
 
 	/* WRONG_TENANT: A below, B above the threshold */
@@ -777,7 +763,7 @@ static void case_anomalies(fx_t *f)
 			                   .actor = "test",
 			                   .expected_version = -1,
 			                   .auto_renew = -1,
-			                   .now_ms = wall_ms()};
+			                   .now_ms = gh_test_wall_ms()};
 			if (num_repo_transition(f->repo, &rq, NULL, &err) != 0)
 				fail_msg("reserve: %s", err.message);
 			rq.action = NUM_ACT_RELEASE;
@@ -804,7 +790,7 @@ static void case_anomalies(fx_t *f)
 		                   .expected_version = -1,
 		                   .auto_renew = -1,
 		                   .justification = "customer error, verified by support ticket 42",
-		                   .now_ms = wall_ms()};
+		                   .now_ms = gh_test_wall_ms()};
 		num_number_t out;
 		if (num_repo_transition(f->repo, &rq, &out, &err) != 0)
 			fail_msg("step %zu: %s", i, err.message);

@@ -10,7 +10,6 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <jwt.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -28,7 +27,10 @@
 
 #include "export.h"
 #include "gh-core.h"
+#include "ghasiproc.h"
 #include "httpc.h"
+#include "jwtmint.h"
+#include "numfx.h"
 #include "repo.h"
 #include "testutil.h"
 
@@ -221,19 +223,11 @@ static int fx_open(fx_t *fx, gh_test_backend_t b)
 	memset(fx, 0, sizeof(*fx));
 	fx->b = b;
 	fx->ctx = talloc_new(NULL);
-	fx->dir = gh_test_tmpdir();
-	fx->url = gh_test_store_url(b, fx->dir);
-	if (!fx->url) {
-		gh_test_rmtree(fx->dir);
-		free(fx->dir);
+	if (gh_test_num_db_open(fx->ctx, b, NULL, &fx->dir, &fx->url, &fx->store) < 0) {
 		talloc_free(fx->ctx);
 		return -1;
 	}
-	assert_int_equal(gh_store_open(fx->ctx, fx->url, NULL, &fx->store), 0);
 	gh_err_t err = {0};
-	assert_int_equal(gh_migrate_run(fx->store, "core", gh_sql_files, &err), 0);
-	if (gh_migrate_run(fx->store, "numbering", gh_sql_files, &err) != 0)
-		fail_msg("migrate numbering: %s", err.message);
 	assert_int_equal(num_repo_open(fx->ctx, fx->store, &(num_repo_opts_t){0}, &fx->repo), 0);
 	assert_int_equal(num_repo_seed_operators(fx->repo, at("2026-09-01T00:00:00Z"), &err), 0);
 	put_pool(fx, "t1");
@@ -264,24 +258,10 @@ static int fx_open(fx_t *fx, gh_test_backend_t b)
 static void fx_close(fx_t *fx)
 {
 	talloc_free(fx->ctx);
-	if (!getenv("NUM_TEST_KEEP"))
-		gh_test_rmtree(fx->dir);
-	free(fx->dir);
-	free(fx->url);
+	gh_test_num_db_free(fx->dir, fx->url);
 }
 
-#define BOTH(name)                                                      \
-	static void name(void **state)                                  \
-	{                                                               \
-		(void)state;                                            \
-		for (int b_ = GH_TEST_SQLITE; b_ <= GH_TEST_PG; b_++) { \
-			fx_t fx;                                        \
-			if (fx_open(&fx, (gh_test_backend_t)b_) < 0)    \
-				continue;                               \
-			name##_on(&fx);                                 \
-			fx_close(&fx);                                  \
-		}                                                       \
-	}
+#define BOTH(name) GH_TEST_NUM_BOTH(name, fx_t, fx_open, fx_close)
 
 static num_export_result_t *gen(fx_t *fx, num_export_t *x, const char *month, bool dry)
 {
@@ -782,91 +762,25 @@ BOTH(test_pkcs11_signing)
 
 /* ---- the admin API through `ghasi serve` --------------------------------------------------- */
 
-static uint16_t free_port(void)
+static void serve(fx_t *fx, gh_test_ghasi_t *srv)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static int http_status(uint16_t port, const char *p)
-{
-	int fd = gh_test_http_connect(port);
-	if (fd < 0)
-		return -1;
-	close(fd);
-	gh_test_http_resp_t *r = malloc(sizeof *r);
-	gh_test_http_request(port, "GET", p, NULL, NULL, r);
-	int st = r->status;
-	free(r);
-	return st;
-}
-
-static pid_t serve(fx_t *fx, uint16_t port)
-{
-	const char *bin = getenv("GHASI_BIN");
-	assert_non_null(bin);
-	char *log = path(fx, "ghasi.log");
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		char p[16];
-		snprintf(p, sizeof p, "%u", port);
-		setenv("GHASI_HTTP_PORT", p, 1);
-		setenv("GHASI_STORE_URL", fx->url, 1);
-		setenv("GHASI_BUS_URL", "inproc://", 1);
-		setenv("GHASI_SERVICE_ENABLED", "numbering", 1);
-		setenv("GHASI_LOG_LEVEL", "warn", 1);
-		setenv("GHASI_NUMBERING_INDEX_CAPACITY", "10000", 1);
-		setenv("GHASI_NUMBERING_SEED_DEMO", "false", 1);
-		setenv("GHASI_ARCHIVE_DIR", path(fx, "archive-http"), 1);
-		setenv("GHASI_NUMBERING_EXPORT_KEY_PEM", path(fx, "k1.pem"), 1);
-		setenv("GHASI_AUTH_JWT_HS256_SECRET", JWT_SECRET, 1);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(bin, bin, "serve", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 600; i++) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			fail_msg("ghasi exited at start (status %d); log %s", st, log);
-		if (http_status(port, "/readyz") == 200)
-			return pid;
-		usleep(50 * 1000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	fail_msg("ghasi not ready within 30 s; log %s", log);
-	return -1;
+	const char *env[] = {
+	    talloc_asprintf(fx->ctx, "GHASI_STORE_URL=%s", fx->url),
+	    "GHASI_LOG_LEVEL=warn",
+	    "GHASI_NUMBERING_INDEX_CAPACITY=10000",
+	    "GHASI_NUMBERING_SEED_DEMO=false",
+	    talloc_asprintf(fx->ctx, "GHASI_ARCHIVE_DIR=%s", path(fx, "archive-http")),
+	    talloc_asprintf(fx->ctx, "GHASI_NUMBERING_EXPORT_KEY_PEM=%s", path(fx, "k1.pem")),
+	    "GHASI_AUTH_JWT_HS256_SECRET=" JWT_SECRET,
+	    NULL};
+	gh_test_ghasi_start(srv, fx->dir, env, NULL);
 }
 
 static char *token(void *ctx, const char *role)
 {
-	jwt_t *j;
-	assert_int_equal(jwt_new(&j), 0);
-	assert_int_equal(jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)JWT_SECRET,
-	                             (int)strlen(JWT_SECRET)),
-	                 0);
-	jwt_add_grant(j, "sub", "carol");
-	jwt_add_grant_int(j, "exp", (long)time(NULL) + 3600);
-	char roles[96];
-	snprintf(roles, sizeof roles, "{\"roles\":[\"%s\"]}", role);
-	assert_int_equal(jwt_add_grants_json(j, roles), 0);
-	if (strncmp(role, "tenant", 6) == 0)
-		jwt_add_grant(j, "tenant_id", "t1");
-	char *s = jwt_encode_str(j);
-	char *h = talloc_asprintf(ctx, "Authorization: Bearer %s\r\n", s);
-	free(s);
-	jwt_free(j);
-	return h;
+	const char *tenant = strncmp(role, "tenant", 6) == 0 ? "t1" : NULL;
+	return talloc_asprintf(ctx, "Authorization: Bearer %s\r\n",
+	                       gh_test_jwt(ctx, JWT_SECRET, "carol", role, tenant, 3600));
 }
 
 static void test_admin_api_on(fx_t *fx)
@@ -874,8 +788,9 @@ static void test_admin_api_on(fx_t *fx)
 	/* what the server must produce, made here first with the same key and chain */
 	gh_clock_test_set(fx->clock, gh_clock_now_ms(gh_clock_real()));
 	num_export_result_t *want = gen(fx, fx->x, "2026-10", true);
-	uint16_t port = free_port();
-	pid_t pid = serve(fx, port);
+	gh_test_ghasi_t srv = {0};
+	serve(fx, &srv);
+	uint16_t port = srv.port;
 	gh_test_http_resp_t *r = talloc(fx->ctx, gh_test_http_resp_t);
 	const char *body = "{\"month\":\"2026-10\",\"dry_run\":true}";
 	const char *P = "/v1/admin/numbering/exports";
@@ -942,9 +857,7 @@ static void test_admin_api_on(fx_t *fx)
 	                            tm.tm_year + 1900, tm.tm_mon + 1);
 	gh_test_http_request(port, "POST", P, comp, cur, r);
 	assert_int_equal(r->status, 400);
-	kill(pid, SIGTERM);
-	int st;
-	waitpid(pid, &st, 0);
+	gh_test_ghasi_stop(&srv);
 }
 BOTH(test_admin_api)
 

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "gh-core.h"
+#include "ghasiproc.h"
 #include "httpc.h"
 #include "jwtmint.h"
 #include "numbering/service.h"
@@ -34,107 +35,24 @@
 
 /* ---- a server process -------------------------------------------------------------------- */
 
-typedef struct {
-	pid_t pid;
-	uint16_t port;
-	char log[512];
-} srv_t;
-
-static uint16_t free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int http_status(uint16_t port, const char *path)
-{
-	int fd = gh_test_http_connect(port);
-	if (fd < 0)
-		return -1;
-	close(fd);
-	gh_test_http_resp_t *r = malloc(sizeof *r);
-	gh_test_http_request(port, "GET", path, NULL, NULL, r);
-	int st = r->status;
-	free(r);
-	return st;
-}
+typedef gh_test_ghasi_t srv_t;
 
 /* Start `ghasi serve` hosting numbering on store (and bus, "" = inproc) with extra env
  * "K=V" entries (NULL-terminated, may be NULL); wait until /readyz answers 200. */
 static void srv_start(srv_t *s, const char *dir, const char *store, const char *bus,
                       const char *stream, const char *const *extra)
 {
-	const char *bin = getenv("GHASI_BIN");
-	assert_non_null(bin);
-	s->port = free_port();
-	snprintf(s->log, sizeof s->log, "%s/ghasi-%u.log", dir, s->port);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		char port[32];
-		snprintf(port, sizeof port, "%u", s->port);
-		setenv("GHASI_HTTP_PORT", port, 1);
-		setenv("GHASI_STORE_URL", store, 1);
-		setenv("GHASI_BUS_URL", bus && *bus ? bus : "inproc://", 1);
-		setenv("GHASI_BUS_STREAM", stream ? stream : "ghasi", 1);
-		setenv("GHASI_SERVICE_ENABLED", "numbering", 1);
-		setenv("GHASI_LOG_LEVEL", getenv("NUM_TEST_KEEP") ? "debug" : "warn", 1);
-		setenv("GHASI_NUMBERING_INDEX_CAPACITY", "100000", 1);
-		setenv("GHASI_NUMBERING_SEED_MSISDNS", "300", 1);
-		setenv("GHASI_HTTP_DRAIN_GRACE_MS", "2000", 1);
-		setenv("GHASI_AUTH_JWT_HS256_SECRET", GH_TEST_JWT_SECRET, 1);
-		for (const char *const *e = extra; e && *e; e++)
-			putenv((char *)*e);
-		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(bin, bin, "serve", (char *)NULL);
-		_exit(127);
-	}
-	s->pid = pid;
-	for (int i = 0; i < 600; i++) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			s->pid = 0;
-			fail_msg("ghasi exited at start (status %d); log %s", st, s->log);
-		}
-		if (http_status(s->port, "/readyz") == 200)
-			return;
-		usleep(50 * 1000);
-	}
-	fail_msg("ghasi not ready within 30 s; log %s", s->log);
-}
-
-static void srv_stop(srv_t *s)
-{
-	if (s->pid <= 0)
-		return;
-	kill(s->pid, SIGTERM);
-	int st;
-	for (int i = 0; i < 200; i++) {
-		if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-			s->pid = 0;
-			return;
-		}
-		usleep(50 * 1000);
-	}
-	kill(s->pid, SIGKILL);
-	waitpid(s->pid, &st, 0);
-	s->pid = 0;
+	void *tmp = talloc_new(NULL);
+	const char *env[] = {
+	    talloc_asprintf(tmp, "GHASI_STORE_URL=%s", store),
+	    talloc_asprintf(tmp, "GHASI_BUS_URL=%s", bus && *bus ? bus : "inproc://"),
+	    talloc_asprintf(tmp, "GHASI_BUS_STREAM=%s", stream ? stream : "ghasi"),
+	    "GHASI_NUMBERING_INDEX_CAPACITY=100000",
+	    "GHASI_NUMBERING_SEED_MSISDNS=300",
+	    "GHASI_AUTH_JWT_HS256_SECRET=" GH_TEST_JWT_SECRET,
+	    NULL};
+	gh_test_ghasi_start(s, dir, env, extra);
+	talloc_free(tmp);
 }
 
 /* ---- requests ---------------------------------------------------------------------------- */
@@ -283,8 +201,8 @@ static int setup_pg(void **state) { return fx_setup(state, GH_TEST_PG); }
 static int fx_teardown(void **state)
 {
 	fx_t *fx = *state;
-	srv_stop(&fx->a);
-	srv_stop(&fx->b);
+	gh_test_ghasi_stop(&fx->a);
+	gh_test_ghasi_stop(&fx->b);
 	if (fx->own_pg)
 		sh("%s %s/pg_ctl -D %s/pg -m immediate -w stop >/dev/null 2>&1", as_pg(), pgbin,
 		   fx->dir);
@@ -800,13 +718,13 @@ static void test_reserve_race(void **state)
 /* Poll B until validate answers want; returns the ms it took, or -1 after 5 s. */
 static int64_t poll_reason(uint16_t port, const char *ident, const char *tenant, const char *want)
 {
-	int64_t t0 = now_ms();
-	while (now_ms() - t0 < 5000) {
+	int64_t t0 = gh_test_wall_ms();
+	while (gh_test_wall_ms() - t0 < 5000) {
 		char *why = reason_of(port, ident, tenant);
 		int hit = strcmp(why, want) == 0;
 		free(why);
 		if (hit)
-			return now_ms() - t0;
+			return gh_test_wall_ms() - t0;
 		usleep(10 * 1000);
 	}
 	return -1;
@@ -958,9 +876,9 @@ static void test_metrics(void **state)
 	r = act(a, n, "release", "{\"tenant_id\":\"" TENANT_E "\"}");
 	EXPECT(r, 200, NULL);
 	done(&r);
-	int64_t t0 = now_ms();
+	int64_t t0 = gh_test_wall_ms();
 	double u = 0, q = 0;
-	while (now_ms() - t0 < 5000) {
+	while (gh_test_wall_ms() - t0 < 5000) {
 		u = scrape(a, util);
 		q = scrape(a, "numbering_quarantine_backlog");
 		if (fabs(u - (double)(held + 1) / 400.0) < 1e-9 && q == q0 + 1)
@@ -988,9 +906,9 @@ static void test_stale_index_is_unavailable(void **state)
 	r = act(p, FIRST, "assign", "{\"tenant_id\":\"" TENANT_S "\"}");
 	EXPECT(r, 200, NULL);
 	done(&r);
-	int64_t t0 = now_ms();
+	int64_t t0 = gh_test_wall_ms();
 	int saw_503 = 0;
-	while (now_ms() - t0 < 4000 && !saw_503) {
+	while (gh_test_wall_ms() - t0 < 4000 && !saw_503) {
 		r = validate(p, FIRST, TENANT_S);
 		if (r.status == 503) {
 			EXPECT(r, 503, "UNAVAILABLE");
@@ -1005,7 +923,7 @@ static void test_stale_index_is_unavailable(void **state)
 	r = call(p, "GET", "/v1/numbering/lookup/" FIRST, NULL, NULL);
 	EXPECT(r, 503, "UNAVAILABLE");
 	done(&r);
-	assert_int_equal(http_status(p, "/readyz"), 503);
+	assert_int_equal(gh_test_http_status(p, "/readyz"), 503);
 }
 
 static void test_database_down_fails_closed(void **state)
@@ -1016,7 +934,7 @@ static void test_database_down_fails_closed(void **state)
 	snprintf(initdb, sizeof initdb, "%s/initdb", pgbin);
 	if (access(initdb, X_OK) != 0)
 		skip();
-	uint16_t port = free_port();
+	uint16_t port = gh_test_free_port();
 	if (getuid() == 0) {
 		chmod(fx->dir, 0755);
 		sh("chown postgres:postgres %s", fx->dir);
@@ -1097,7 +1015,7 @@ static void test_database_down_fails_closed(void **state)
 	r = validate(p, "%2B93709999999", TENANT_E);
 	EXPECT(r, 503, "UNAVAILABLE");
 	done(&r);
-	srv_stop(&fx->a);
+	gh_test_ghasi_stop(&fx->a);
 }
 
 /* ---- property: validate over HTTP == the rule on the database row ------------------------ */
@@ -1219,7 +1137,7 @@ static void test_property_validate_matches_database(void **state)
 			num_index_tenant_find(ix, callers[t], &tidx);
 			bool same = e.tenant != NUM_TENANT_NONE && e.tenant == tidx;
 			num_vreason_t want = num_validate_rule(
-			    &e, same, num_index_tenant_status(ix, e.tenant), now_ms());
+			    &e, same, num_index_tenant_status(ix, e.tenant), gh_test_wall_ms());
 			resp_t r = validate(p, idents[i], callers[t]);
 			EXPECT(r, 200, NULL);
 			if (strcmp(jstr(r.j, "reason"), num_vreason_name(want)) != 0)

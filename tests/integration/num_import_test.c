@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <jwt.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -36,9 +35,12 @@
 #include <unistd.h>
 
 #include "gh-core.h"
+#include "ghasiproc.h"
 #include "httpc.h"
+#include "jwtmint.h"
 #include "numbering/import.h"
 #include "numbering/service.h"
+#include "numfx.h"
 #include "testutil.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -135,17 +137,11 @@ static int fx_setup(void **state)
 	fx_t *fx = calloc(1, sizeof *fx);
 	fx->b = b;
 	fx->ctx = talloc_new(NULL);
-	fx->dir = gh_test_tmpdir();
-	fx->url = gh_test_store_url(b, fx->dir);
 	*state = fx;
-	if (!fx->url)
+	if (gh_test_num_db_open(fx->ctx, b, &(gh_store_opts_t){.pool_size = 4}, &fx->dir, &fx->url,
+	                        &fx->store) < 0)
 		return 0; /* the case skips */
-	assert_int_equal(
-	    gh_store_open(fx->ctx, fx->url, &(gh_store_opts_t){.pool_size = 4}, &fx->store), 0);
 	gh_err_t err = {0};
-	assert_int_equal(gh_migrate_run(fx->store, "core", gh_sql_files, &err), 0);
-	if (gh_migrate_run(fx->store, "numbering", gh_sql_files, &err) != 0)
-		fail_msg("migrate numbering: %s", err.message);
 	fx->metrics = gh_metrics_new(fx->ctx);
 	assert_int_equal(num_repo_open(fx->ctx, fx->store, NULL, &fx->repo), 0);
 	assert_int_equal(num_repo_seed_operators(fx->repo, T0, &err), 0);
@@ -157,9 +153,7 @@ static int fx_teardown(void **state)
 {
 	fx_t *fx = *state;
 	talloc_free(fx->ctx);
-	gh_test_rmtree(fx->dir);
-	free(fx->dir);
-	free(fx->url);
+	gh_test_num_db_free(fx->dir, fx->url);
 	free(fx);
 	return 0;
 }
@@ -717,17 +711,6 @@ static void test_row_errors_partial_report_and_replay(void **state)
 
 /* ---- HTTP and CLI ----------------------------------------------------------------------- */
 
-static uint16_t free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 static void child_env(const fx_t *fx)
 {
 	setenv("GHASI_STORE_URL", fx->url, 1);
@@ -739,74 +722,21 @@ static void child_env(const fx_t *fx)
 	setenv("GHASI_AUTH_JWT_HS256_SECRET", SECRET, 1);
 }
 
-static pid_t srv_start(fx_t *fx, uint16_t *port)
+static void srv_start(fx_t *fx, gh_test_ghasi_t *srv)
 {
-	const char *bin = getenv("GHASI_BIN");
-	assert_non_null(bin);
-	*port = free_port();
-	char log[512];
-	snprintf(log, sizeof log, "%s/serve.log", fx->dir);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		char p[16];
-		snprintf(p, sizeof p, "%u", *port);
-		child_env(fx);
-		setenv("GHASI_HTTP_PORT", p, 1);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(bin, bin, "serve", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 600; i++) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			fail_msg("ghasi exited at start; log %s", log);
-		gh_test_http_resp_t *r = malloc(sizeof *r);
-		int fd = gh_test_http_connect(*port);
-		if (fd >= 0) {
-			close(fd);
-			gh_test_http_request(*port, "GET", "/readyz", NULL, NULL, r);
-			int ok = r->status == 200;
-			free(r);
-			if (ok)
-				return pid;
-		} else {
-			free(r);
-		}
-		usleep(50 * 1000);
-	}
-	fail_msg("ghasi not ready; log %s", log);
-	return -1;
-}
-
-static void srv_stop(pid_t pid)
-{
-	int st;
-	kill(pid, SIGTERM);
-	waitpid(pid, &st, 0);
+	const char *env[] = {talloc_asprintf(fx->ctx, "GHASI_STORE_URL=%s", fx->url),
+	                     "GHASI_LOG_LEVEL=warn",
+	                     "GHASI_NUMBERING_INDEX_CAPACITY=2000000",
+	                     "GHASI_NUMBERING_SEED_DEMO=false",
+	                     "GHASI_AUTH_JWT_HS256_SECRET=" SECRET,
+	                     NULL};
+	gh_test_ghasi_start(srv, fx->dir, env, NULL);
 }
 
 static char *token(void *ctx, const char *role, const char *tenant)
 {
-	jwt_t *j;
-	assert_int_equal(jwt_new(&j), 0);
-	jwt_add_grant(j, "sub", "alice");
-	jwt_add_grant_int(j, "exp", time(NULL) + 600);
-	if (tenant)
-		jwt_add_grant(j, "tenant_id", tenant);
-	char roles[96];
-	snprintf(roles, sizeof roles, "{\"roles\":[\"%s\"]}", role);
-	jwt_add_grants_json(j, roles);
-	jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)SECRET, strlen(SECRET));
-	char *s = jwt_encode_str(j);
-	char *out = talloc_asprintf(ctx, "Authorization: Bearer %s\r\n", s);
-	free(s);
-	jwt_free(j);
-	return out;
+	return talloc_asprintf(ctx, "Authorization: Bearer %s\r\n",
+	                       gh_test_jwt(ctx, SECRET, "alice", role, tenant, 600));
 }
 
 typedef struct {
@@ -858,8 +788,9 @@ static void test_http_multipart_jwt(void **state)
 {
 	fx_t *fx = FX(state);
 	void *ctx = fx->ctx;
-	uint16_t port;
-	pid_t pid = srv_start(fx, &port);
+	gh_test_ghasi_t srv = {0};
+	srv_start(fx, &srv);
+	uint16_t port = srv.port;
 	char *admin = token(ctx, "platform-admin", NULL);
 	char *tenant = token(ctx, "tenant-admin", "t1");
 	char *json_admin = talloc_asprintf(ctx, "%sContent-Type: application/json\r\n", admin);
@@ -998,7 +929,7 @@ static void test_http_multipart_jwt(void **state)
 	assert_non_null(strstr(r.raw, "numbering_import_rows_total{result=\"imported\"} 2"));
 	assert_non_null(strstr(r.raw, "numbering_import_rows_total{result=\"rejected\"} 1"));
 	json_decref(r.j);
-	srv_stop(pid);
+	gh_test_ghasi_stop(&srv);
 }
 
 /* Run `ghasi numbering import` on fx's store; *ru gets the child's resource usage. */

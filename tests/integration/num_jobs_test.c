@@ -32,10 +32,12 @@
 #include <unistd.h>
 
 #include "gh-core.h"
+#include "ghasiproc.h"
 #include "httpc.h"
 #include "numbering/jobs.h"
 #include "numbering/ports.h"
 #include "numbering/service.h"
+#include "numfx.h"
 #include "storefx.h"
 #include "testutil.h"
 
@@ -83,17 +85,6 @@ static int h_senderid(gh_http_req_t *req, void *ud)
 	       : json_pack("{sbss}", "verified", 0, "reason", "unknown_alpha"));
 }
 
-static uint16_t free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 static int fake_setup(void **state)
 {
 	(void)state;
@@ -108,7 +99,7 @@ static int fake_setup(void **state)
 	snprintf(url_approve, sizeof url_approve, "http://127.0.0.1:%u/billing/approve", p);
 	snprintf(url_refuse, sizeof url_refuse, "http://127.0.0.1:%u/billing/refuse", p);
 	snprintf(url_senderid, sizeof url_senderid, "http://127.0.0.1:%u/senderid", p);
-	snprintf(url_closed, sizeof url_closed, "http://127.0.0.1:%u/x", free_port());
+	snprintf(url_closed, sizeof url_closed, "http://127.0.0.1:%u/x", gh_test_free_port());
 	return 0;
 }
 
@@ -168,17 +159,11 @@ static int fx_open(fx_t *fx, gh_test_backend_t b)
 	memset(fx, 0, sizeof(*fx));
 	fx->b = b;
 	fx->ctx = talloc_new(NULL);
-	fx->dir = gh_test_tmpdir();
-	fx->url = gh_test_store_url(b, fx->dir);
-	if (!fx->url) {
-		gh_test_rmtree(fx->dir);
-		free(fx->dir);
+	if (gh_test_num_db_open(fx->ctx, b, &(gh_store_opts_t){.pool_size = 8}, &fx->dir, &fx->url,
+	                        &fx->store) < 0) {
 		talloc_free(fx->ctx);
 		return -1;
 	}
-	assert_int_equal(
-	    gh_store_open(fx->ctx, fx->url, &(gh_store_opts_t){.pool_size = 8}, &fx->store), 0);
-	migrate(fx->store);
 	fx->metrics = gh_metrics_new(fx->ctx);
 	assert_int_equal(num_repo_open(fx->ctx, fx->store,
 	                               &(num_repo_opts_t){.metrics = fx->metrics}, &fx->repo),
@@ -198,23 +183,10 @@ static int fx_open(fx_t *fx, gh_test_backend_t b)
 static void fx_close(fx_t *fx)
 {
 	talloc_free(fx->ctx);
-	gh_test_rmtree(fx->dir);
-	free(fx->dir);
-	free(fx->url);
+	gh_test_num_db_free(fx->dir, fx->url);
 }
 
-#define BOTH(name)                                                      \
-	static void name(void **state)                                  \
-	{                                                               \
-		(void)state;                                            \
-		for (int b_ = GH_TEST_SQLITE; b_ <= GH_TEST_PG; b_++) { \
-			fx_t fx;                                        \
-			if (fx_open(&fx, (gh_test_backend_t)b_) < 0)    \
-				continue;                               \
-			name##_on(&fx);                                 \
-			fx_close(&fx);                                  \
-		}                                                       \
-	}
+#define BOTH(name) GH_TEST_NUM_BOTH(name, fx_t, fx_open, fx_close)
 
 static uint64_t key_of(const char *ident)
 {
@@ -536,94 +508,22 @@ BOTH(test_audit_verify)
 
 /* ---- expiry precision through `ghasi serve` ---------------------------------------------- */
 
-typedef struct {
-	pid_t pid;
-	uint16_t port;
-	char log[512];
-} srv_t;
-
-static int http_status(uint16_t port, const char *path)
-{
-	int fd = gh_test_http_connect(port);
-	if (fd < 0)
-		return -1;
-	close(fd);
-	gh_test_http_resp_t *r = malloc(sizeof *r);
-	gh_test_http_request(port, "GET", path, NULL, NULL, r);
-	int st = r->status;
-	free(r);
-	return st;
-}
+typedef gh_test_ghasi_t srv_t;
 
 static void srv_start(srv_t *s, const char *dir, const char *store, const char *bus,
                       const char *stream)
 {
-	const char *bin = getenv("GHASI_BIN");
-	assert_non_null(bin);
-	s->port = free_port();
-	snprintf(s->log, sizeof s->log, "%s/ghasi-%u.log", dir, s->port);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		char port[32];
-		snprintf(port, sizeof port, "%u", s->port);
-		setenv("GHASI_HTTP_PORT", port, 1);
-		setenv("GHASI_STORE_URL", store, 1);
-		setenv("GHASI_BUS_URL", bus && *bus ? bus : "inproc://", 1);
-		setenv("GHASI_BUS_STREAM", stream, 1);
-		setenv("GHASI_SERVICE_ENABLED", "numbering", 1);
-		setenv("GHASI_LOG_LEVEL", "warn", 1);
-		setenv("GHASI_NUMBERING_INDEX_CAPACITY", "100000", 1);
-		setenv("GHASI_NUMBERING_SEED_DEMO", "false", 1);
-		/* the sweep out of the way: the timers alone must keep the +-2 s */
-		setenv("GHASI_NUMBERING_RESERVATION_SWEEP", "@every 1h", 1);
-		setenv("GHASI_NUMBERING_SENDERID_URL", url_senderid, 1);
-		setenv("GHASI_HTTP_DRAIN_GRACE_MS", "2000", 1);
-		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(bin, bin, "serve", (char *)NULL);
-		_exit(127);
-	}
-	s->pid = pid;
-	for (int i = 0; i < 600; i++) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			s->pid = 0;
-			fail_msg("ghasi exited at start (status %d); log %s", st, s->log);
-		}
-		if (http_status(s->port, "/readyz") == 200)
-			return;
-		usleep(50 * 1000);
-	}
-	fail_msg("ghasi not ready within 30 s; log %s", s->log);
-}
-
-static void srv_stop(srv_t *s)
-{
-	if (s->pid <= 0)
-		return;
-	kill(s->pid, SIGTERM);
-	int st;
-	for (int i = 0; i < 200; i++) {
-		if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-			s->pid = 0;
-			return;
-		}
-		usleep(50 * 1000);
-	}
-	kill(s->pid, SIGKILL);
-	waitpid(s->pid, &st, 0);
-	s->pid = 0;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	void *tmp = talloc_new(NULL);
+	const char *env[] = {
+	    talloc_asprintf(tmp, "GHASI_STORE_URL=%s", store),
+	    talloc_asprintf(tmp, "GHASI_BUS_URL=%s", bus && *bus ? bus : "inproc://"),
+	    talloc_asprintf(tmp, "GHASI_BUS_STREAM=%s", stream), "GHASI_LOG_LEVEL=warn",
+	    "GHASI_NUMBERING_INDEX_CAPACITY=100000", "GHASI_NUMBERING_SEED_DEMO=false",
+	    /* the sweep out of the way: the timers alone must keep the +-2 s */
+	    "GHASI_NUMBERING_RESERVATION_SWEEP=@every 1h",
+	    talloc_asprintf(tmp, "GHASI_NUMBERING_SENDERID_URL=%s", url_senderid), NULL};
+	gh_test_ghasi_start(s, dir, env, NULL);
+	talloc_free(tmp);
 }
 
 static void reserve(num_repo_t *repo, const char *ident, int64_t ttl_s)
@@ -636,7 +536,7 @@ static void reserve(num_repo_t *repo, const char *ident, int64_t ttl_s)
 	                    .actor = "tenant:tx",
 	                    .expected_version = -1,
 	                    .ttl_s = ttl_s,
-	                    .now_ms = wall_ms()};
+	                    .now_ms = gh_test_wall_ms()};
 	if (num_repo_transition(repo, &req, NULL, &err) != 0)
 		fail_msg("reserve %s: %s", ident, err.message);
 }
@@ -809,7 +709,7 @@ static void test_expiry_precision_on(gh_test_backend_t b)
 	assert_int_equal(q_i64(st, "SELECT reservations FROM num_pools WHERE tenant_id = $1", "tx"),
 	                 0);
 	for (int i = 0; i < nsrv; i++)
-		srv_stop(&srv[i]);
+		gh_test_ghasi_stop(&srv[i]);
 	if (nats)
 		gh_test_nats_delete_stream(nats, stream);
 	talloc_free(ctx);

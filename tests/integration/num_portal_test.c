@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "gh-core.h"
+#include "ghasiproc.h"
 #include "httpc.h"
 #include "jwtmint.h"
 #include "numbering/service.h"
@@ -36,22 +37,9 @@ static void *g; /* talloc context of one test */
 /* ---- a server process (plain HTTP or HTTPS) ------------------------------------------- */
 
 typedef struct {
-	pid_t pid;
-	uint16_t port;
-	char log[512];
+	gh_test_ghasi_t p;
 	const char *tls_dir; /* HTTPS: the certificates' directory */
 } srv_t;
-
-static uint16_t free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 typedef struct {
 	int status;
@@ -73,7 +61,7 @@ static resp_t call(const srv_t *s, const char *method, const char *path, const c
 	}
 	gh_test_http_resp_t *r = malloc(sizeof *r);
 	assert_non_null(r);
-	gh_test_http_request(s->port, method, path, extra, body, r);
+	gh_test_http_request(s->p.port, method, path, extra, body, r);
 	out.status = r->status;
 	out.j = json_loadb(r->body, r->body_len, 0, NULL);
 	char v[16];
@@ -82,73 +70,33 @@ static resp_t call(const srv_t *s, const char *method, const char *path, const c
 	return out;
 }
 
-static void srv_start(srv_t *s, const char *dir, const char *store, const char *const *extra)
+/* GET /readyz the way call() goes: over HTTPS when the server has TLS. */
+static int probe(const gh_test_ghasi_t *p, void *ud)
 {
-	const char *bin = getenv("GHASI_BIN");
-	assert_non_null(bin);
-	s->port = free_port();
-	snprintf(s->log, sizeof s->log, "%s/ghasi-%u.log", dir, s->port);
-	pid_t pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		char port[32];
-		snprintf(port, sizeof port, "%u", s->port);
-		setenv("GHASI_HTTP_PORT", port, 1);
-		setenv("GHASI_STORE_URL", store, 1);
-		setenv("GHASI_BUS_URL", "inproc://", 1);
-		setenv("GHASI_SERVICE_ENABLED", "numbering", 1);
-		setenv("GHASI_LOG_LEVEL", "warn", 1);
-		setenv("GHASI_NUMBERING_INDEX_CAPACITY", "100000", 1);
-		setenv("GHASI_NUMBERING_SEED_MSISDNS", "300", 1);
-		setenv("GHASI_HTTP_DRAIN_GRACE_MS", "2000", 1);
-		setenv("GHASI_AUTH_JWT_HS256_SECRET", GH_TEST_JWT_SECRET, 1);
-		for (const char *const *e = extra; e && *e; e++)
-			putenv((char *)*e);
-		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execl(bin, bin, "serve", (char *)NULL);
-		_exit(127);
-	}
-	s->pid = pid;
-	for (int i = 0; i < 600; i++) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid) {
-			s->pid = 0;
-			fail_msg("ghasi exited at start (status %d); log %s", st, s->log);
-		}
-		int fd = gh_test_http_connect(s->port);
-		if (fd >= 0) {
-			close(fd);
-			resp_t r = call(s, "GET", "/readyz", NULL, NULL);
-			json_decref(r.j);
-			if (r.status == 200)
-				return;
-		}
-		usleep(50 * 1000);
-	}
-	fail_msg("ghasi not ready within 30 s; log %s", s->log);
+	(void)p;
+	int fd = gh_test_http_connect(((srv_t *)ud)->p.port);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	resp_t r = call(ud, "GET", "/readyz", NULL, NULL);
+	json_decref(r.j);
+	return r.status;
 }
 
-static void srv_stop(srv_t *s)
+static void srv_start(srv_t *s, const char *dir, const char *store, const char *const *extra)
 {
-	if (s->pid <= 0)
-		return;
-	kill(s->pid, SIGTERM);
-	int st;
-	for (int i = 0; i < 200; i++) {
-		if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-			s->pid = 0;
-			return;
-		}
-		usleep(50 * 1000);
-	}
-	kill(s->pid, SIGKILL);
-	waitpid(s->pid, &st, 0);
-	s->pid = 0;
+	void *tmp = talloc_new(NULL);
+	const char *env[] = {
+	    talloc_asprintf(tmp, "GHASI_STORE_URL=%s", store), "GHASI_LOG_LEVEL=warn",
+	    "GHASI_NUMBERING_INDEX_CAPACITY=100000",           "GHASI_NUMBERING_SEED_MSISDNS=300",
+	    "GHASI_AUTH_JWT_HS256_SECRET=" GH_TEST_JWT_SECRET, NULL};
+	s->p.probe = probe;
+	s->p.probe_ud = s;
+	gh_test_ghasi_start(&s->p, dir, env, extra);
+	talloc_free(tmp);
 }
+
+static void srv_stop(srv_t *s) { gh_test_ghasi_stop(&s->p); }
 
 /* ---- HTTPS with an optional client certificate (GnuTLS, as libmicrohttpd) ------------- */
 
@@ -179,7 +127,7 @@ static int tls_call(const srv_t *s, const char *client, const char *method, cons
 	assert_int_equal(gnutls_set_default_priority(sess), 0);
 	assert_int_equal(gnutls_credentials_set(sess, GNUTLS_CRD_CERTIFICATE, cred), 0);
 	gnutls_session_set_verify_cert(sess, NULL, 0);
-	int fd = gh_test_http_connect(s->port);
+	int fd = gh_test_http_connect(s->p.port);
 	assert_true(fd >= 0);
 	gnutls_transport_set_int(sess, fd);
 	gnutls_handshake_set_timeout(sess, 10000);

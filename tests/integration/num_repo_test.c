@@ -15,6 +15,7 @@
 
 #include "gh-core.h"
 #include "index.h"
+#include "numfx.h"
 #include "repo.h"
 #include "testutil.h"
 
@@ -59,21 +60,12 @@ static int fx_open(fx_t *fx, gh_test_backend_t b)
 	memset(fx, 0, sizeof(*fx));
 	fx->b = b;
 	fx->ctx = talloc_new(NULL);
-	fx->dir = gh_test_tmpdir();
-	fx->url = gh_test_store_url(b, fx->dir);
-	if (!fx->url) {
-		gh_test_rmtree(fx->dir);
-		free(fx->dir);
+	if (gh_test_num_db_open(fx->ctx, b, &(gh_store_opts_t){.pool_size = 16}, &fx->dir, &fx->url,
+	                        &fx->store) < 0) {
 		talloc_free(fx->ctx);
 		return -1;
 	}
-	assert_int_equal(
-	    gh_store_open(fx->ctx, fx->url, &(gh_store_opts_t){.pool_size = 16}, &fx->store), 0);
 	gh_err_t err = {0};
-	assert_int_equal(gh_migrate_run(fx->store, "core", gh_sql_files, &err), 0);
-	int rc = gh_migrate_run(fx->store, "numbering", gh_sql_files, &err);
-	if (rc != 0)
-		fail_msg("migrate numbering: %s", err.message);
 	fx->metrics = gh_metrics_new(fx->ctx);
 	assert_int_equal(num_repo_open(fx->ctx, fx->store,
 	                               &(num_repo_opts_t){.metrics = fx->metrics}, &fx->repo),
@@ -92,23 +84,10 @@ static int fx_open(fx_t *fx, gh_test_backend_t b)
 static void fx_close(fx_t *fx)
 {
 	talloc_free(fx->ctx);
-	gh_test_rmtree(fx->dir);
-	free(fx->dir);
-	free(fx->url);
+	gh_test_num_db_free(fx->dir, fx->url);
 }
 
-#define BOTH(name)                                                      \
-	static void name(void **state)                                  \
-	{                                                               \
-		(void)state;                                            \
-		for (int b_ = GH_TEST_SQLITE; b_ <= GH_TEST_PG; b_++) { \
-			fx_t fx;                                        \
-			if (fx_open(&fx, (gh_test_backend_t)b_) < 0)    \
-				continue;                               \
-			name##_on(&fx);                                 \
-			fx_close(&fx);                                  \
-		}                                                       \
-	}
+#define BOTH(name) GH_TEST_NUM_BOTH(name, fx_t, fx_open, fx_close)
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
