@@ -805,8 +805,11 @@ static void case_anomalies(fx_t *f)
 	    json_integer_value(json_object_get(json_object_get(last, "evidence"), "count")),
 	    WRONG_THR + 1);
 	assert_true(wait_anomaly(f, "RESERVE_RELEASE_CHURN", T_CHURNB, 10000, &last) == 1);
-	assert_int_equal(
-	    json_integer_value(json_object_get(json_object_get(last, "evidence"), "total")), 12);
+	/* the churn job may run while the 12 operations are still being made (slow sanitizer
+	 * builds): it signals once per hour, at whatever total first reached the threshold */
+	json_int_t churn =
+	    json_integer_value(json_object_get(json_object_get(last, "evidence"), "total"));
+	assert_true(churn >= CHURN_THR && churn <= 12);
 
 	/* validates of the re-assigned number until the flush has loaded its exit and signalled */
 	int64_t end = gh_test_now_ms() + 15000;
