@@ -1153,6 +1153,76 @@ static void test_tls_client_cert(void **state)
 	assert_int_equal(srv_stop(&fx->a), 0);
 }
 
+/* ---- an independent client: Node's @grpc/grpc-js ------------------------------------------- */
+
+/* tests/grpc-node/run.sh (npm installs grpc-js into the build dir when missing) runs client.js,
+ * which generates its stub from the .proto at run time and drives every RPC, including errors;
+ * one JSON line per check. Every line must be ok, every RPC of the service covered. Skipped
+ * without node/npm unless GH_TEST_REQUIRE=1. */
+static void test_node_client(void **state)
+{
+	fx_t *fx = *state;
+	if (system("command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1") != 0) {
+		if (gh_test_required())
+			fail_msg("node and npm are required (GH_TEST_REQUIRE=1)");
+		skip();
+	}
+	const char *src = getenv("GH_SOURCE_ROOT"), *build = getenv("GH_BUILD_ROOT");
+	assert_non_null(src);
+	assert_non_null(build);
+	fx_start(fx, NULL);
+	char second[32];
+	avail(fx->a.port, 0, second);
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd,
+	         "'%1$s/tests/grpc-node/run.sh' '%2$s' 127.0.0.1:%3$u "
+	         "'%1$s/proto/ghasi/numbering/v1/numbering.proto' '%4$s' '%5$s' '%6$s' '%7$s'",
+	         src, build, fx->a.gport, FIRST, second, TENANT_E, TENANT_S);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	static const char *const rpcs[] = {"ValidateLease", "Lookup", "Reserve", "Assign",
+	                                   "Release",       "Recall", "Suspend", "Resume"};
+	int covered[8] = {0}, errors[8] = {0}, checks = 0, bad = 0, summary = 0;
+	char line[8192];
+	while (fgets(line, sizeof line, f)) {
+		json_t *j = json_loads(line, 0, NULL);
+		if (!j) {
+			print_message("node: %s", line);
+			continue;
+		}
+		if (json_is_true(json_object_get(j, "summary"))) {
+			summary = 1;
+			assert_int_equal(json_integer_value(json_object_get(j, "failed")), 0);
+			assert_int_equal(json_integer_value(json_object_get(j, "passed")), checks);
+		} else {
+			checks++;
+			const char *rpc = json_string_value(json_object_get(j, "rpc"));
+			bool ok = json_is_true(json_object_get(j, "ok"));
+			if (!ok) {
+				bad++;
+				print_message("node check failed: %s", line);
+			}
+			json_t *d = json_object_get(j, "detail");
+			for (int i = 0; rpc && i < 8; i++)
+				if (strcmp(rpc, rpcs[i]) == 0) {
+					covered[i] += ok;
+					errors[i] += ok && json_object_get(d, "error_code") != NULL;
+				}
+		}
+		json_decref(j);
+	}
+	int st = pclose(f);
+	assert_int_equal(bad, 0);
+	assert_true(summary);
+	assert_int_equal(st, 0);
+	for (int i = 0; i < 8; i++) {
+		if (!covered[i] || !errors[i])
+			fail_msg("%s: %d checks, %d of them errors", rpcs[i], covered[i],
+			         errors[i]);
+	}
+	assert_true(checks >= 30);
+}
+
 int main(void)
 {
 	grpc_init();
@@ -1164,6 +1234,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reserve_race, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_parity_http_grpc, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_tls_client_cert, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_node_client, fx_setup, fx_teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	grpc_shutdown();
