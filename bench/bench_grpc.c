@@ -10,7 +10,8 @@
  * a non-OK status or a decision other than allowed fails the run (an error path must never be
  * what is measured). Latency is request start to status, per call. Prints one line:
  *   bench_grpc calls_per_s=N p50_us=N p99_us=N calls=N conc=N server_cpus=1 server_threads=N
- * Options: -d SECONDS (5), -c CONCURRENT (32), -t SERVER_THREADS (numbering.grpc_threads; 4, its default). */
+ * Options: -d SECONDS (5), -c CONCURRENT (32), -t SERVER_THREADS (numbering.grpc_threads;
+ * 4, its default). */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
