@@ -13,6 +13,11 @@ PKGS=(
   # tests and benchmarks
   libcmocka-dev postgresql-15 postgresql-client-15 nats-server wrk curl procps softhsm2 opensc
 )
+# The Node gRPC client of the integration suite (tests/grpc-node/run.sh): node and npm. Only when
+# either is missing: a nodesource nodejs bundles its npm, which Debian's npm would conflict with.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PKGS+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <talloc.h>
 
 #include <grpc/byte_buffer.h>
@@ -57,6 +58,9 @@ struct num_grpc_s {
 	pthread_cond_t cv;
 	bool shutdown_done, stopped, started;
 	int shutdown_tag; /* its address is the tag */
+	bool tls;         /* every call's peer presented a verified client certificate */
+	char **allowlist; /* CNs admitted when tls; nallow entries */
+	size_t nallow;
 };
 
 enum { PH_REQUEST, PH_FINISH };
@@ -74,6 +78,7 @@ struct num_grpc_call_s {
 	size_t ntrailing;
 	int cancelled;
 	grpc_call_details gdetails; /* m < 0 */
+	char actor[160];            /* audit actor: "service:<cn>" ("service:unverified": plain) */
 };
 
 /* ---- status mapping ----------------------------------------------------------------------- */
@@ -446,8 +451,8 @@ static void run_mutation(num_grpc_t *g, gcall_t *c, const uint8_t *in, size_t le
 	tx->expected_version = m->expected_version > 0 ? m->expected_version : -1;
 	tx->request_id = rid;
 	tx->traceparent = md_get(ctx, &c->md, "traceparent");
-	/* the audit actor: the certificate CN once TLS is on (the HTTP API's "service:<cn>") */
-	tx->actor = "service:unverified";
+	/* the audit actor: the client certificate's CN, as the HTTP API's "service:<cn>" */
+	tx->actor = c->actor;
 	const char *scope = tenant ? talloc_asprintf(ctx, "tenant:%s", tenant) : "internal";
 	if (!rid || !scope) {
 		fail(a, GH_E_INTERNAL, NULL, "out of memory");
@@ -635,6 +640,32 @@ static void add_trailing(gcall_t *c, const char *key, const char *val)
 	m->value = grpc_slice_from_copied_string(val);
 }
 
+/* With TLS, the transport already verified the client certificate against tls_client_ca; the
+ * call is admitted when its CN is on the allowlist. Sets c->actor; false: not admitted. */
+static bool admit(num_grpc_t *g, gcall_t *c)
+{
+	if (!g->tls) {
+		snprintf(c->actor, sizeof c->actor, "service:unverified");
+		return true;
+	}
+	bool ok = false;
+	grpc_auth_context *ac = grpc_call_auth_context(c->call);
+	grpc_auth_property_iterator it =
+	    grpc_auth_context_find_properties_by_name(ac, GRPC_X509_CN_PROPERTY_NAME);
+	const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+	if (p && p->value_length > 0 && p->value_length < sizeof c->actor - 8 &&
+	    !memchr(p->value, '\0', p->value_length)) {
+		for (size_t i = 0; i < g->nallow && !ok; i++)
+			ok = strlen(g->allowlist[i]) == p->value_length &&
+			     memcmp(g->allowlist[i], p->value, p->value_length) == 0;
+		if (ok)
+			snprintf(c->actor, sizeof c->actor, "service:%.*s", (int)p->value_length,
+			         p->value);
+	}
+	grpc_auth_context_release(ac);
+	return ok;
+}
+
 static void handle(num_grpc_t *g, gcall_t *c)
 {
 	gans_t *a = malloc(sizeof *a);
@@ -649,7 +680,10 @@ static void handle(num_grpc_t *g, gcall_t *c)
 	if (c->m < 0)
 		c->deadline = c->gdetails.deadline;
 	gpr_timespec now = gpr_now(c->deadline.clock_type);
-	if (c->m < 0) {
+	if (!admit(g, c)) {
+		fail(a, GH_E_PERMISSION_DENIED, NULL,
+		     "client certificate CN is not on http.client_cn_allowlist");
+	} else if (c->m < 0) {
 		fail(a, GH_E_METHOD_NOT_ALLOWED, NULL, "no such method");
 	} else if (gpr_time_cmp(c->deadline, now) <= 0) {
 		fail(a, GH_E_UNAVAILABLE, NULL, "deadline exceeded before the call was handled");
@@ -815,6 +849,87 @@ static int grpc_destructor(num_grpc_t *g)
 	return 0;
 }
 
+/* A whole PEM file as a NUL-terminated talloc string of ctx, wiped when freed (key material);
+ * NULL with err filled. */
+static int wipe_destructor(char *p)
+{
+	explicit_bzero(p, talloc_get_size(p));
+	return 0;
+}
+
+static char *read_pem(void *ctx, const char *what, const char *path, gh_err_t *err)
+{
+	FILE *f = fopen(path, "re");
+	struct stat st;
+	char *buf = NULL;
+	const char *why = NULL;
+	if (!f)
+		why = strerror(errno);
+	else if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	         st.st_size > (1 << 20))
+		why = "not a regular file of 1 byte to 1 MiB";
+	else if (!(buf = talloc_size(ctx, (size_t)st.st_size + 1)))
+		why = "out of memory";
+	else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+		why = "short read";
+	if (buf) {
+		talloc_set_destructor(buf, wipe_destructor);
+		buf[why ? 0 : st.st_size] = '\0';
+		if (!why && !strstr(buf, "-----BEGIN "))
+			why = "not PEM";
+	}
+	if (f)
+		fclose(f);
+	if (why) {
+		gh_err_set(err, GH_E_INVALID_ARGUMENT, what, "gRPC TLS: %s (%s): %s", what, path,
+		           why);
+		talloc_free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+/* Plaintext without tls_cert; otherwise TLS requiring a client certificate that verifies
+ * against tls_client_ca, with the allowlist copied into g. */
+static int server_credentials(num_grpc_t *g, const num_grpc_opts_t *o,
+                              grpc_server_credentials **out, gh_err_t *err)
+{
+	if (!o->tls_cert || !o->tls_cert[0]) {
+		*out = grpc_insecure_server_credentials_create();
+		return *out ? 0 : -ENOMEM;
+	}
+	if (!o->tls_key || !o->tls_key[0] || !o->tls_client_ca || !o->tls_client_ca[0])
+		return gh_err_set(err, GH_E_INVALID_ARGUMENT, "tls_client_ca",
+		                  "gRPC TLS needs tls_cert, tls_key and tls_client_ca");
+	for (const char *const *cn = o->client_cn_allowlist; cn && *cn; cn++) {
+		char **a = talloc_realloc(g, g->allowlist, char *, g->nallow + 1);
+		if (!a)
+			return -ENOMEM;
+		g->allowlist = a;
+		if (!(a[g->nallow++] = talloc_strdup(a, *cn)))
+			return -ENOMEM;
+	}
+	void *tmp = talloc_new(NULL);
+	char *cert, *key, *ca;
+	int rc = -EINVAL;
+	if (tmp && (cert = read_pem(tmp, "tls_cert", o->tls_cert, err)) &&
+	    (key = read_pem(tmp, "tls_key", o->tls_key, err)) &&
+	    (ca = read_pem(tmp, "tls_client_ca", o->tls_client_ca, err))) {
+		grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+		/* the core copies the PEM strings */
+		*out = grpc_ssl_server_credentials_create_ex(
+		    ca, &pair, 1, GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY, NULL);
+		rc = *out ? 0
+		          : gh_err_set(err, GH_E_INVALID_ARGUMENT, "tls_cert",
+		                       "gRPC TLS: cannot use the certificate files");
+		g->tls = rc == 0;
+	} else if (!tmp) {
+		rc = -ENOMEM;
+	}
+	talloc_free(tmp);
+	return rc;
+}
+
 int num_grpc_start(void *ctx, num_svc_t *s, const num_grpc_opts_t *o, num_grpc_t **out,
                    gh_err_t *err)
 {
@@ -843,7 +958,12 @@ int num_grpc_start(void *ctx, num_svc_t *s, const num_grpc_opts_t *o, num_grpc_t
 		    g->srv, methods[i].name, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
 	char addr[300];
 	snprintf(addr, sizeof addr, "%s:%d", o->bind && *o->bind ? o->bind : "0.0.0.0", o->port);
-	grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
+	grpc_server_credentials *cr;
+	int rc = server_credentials(g, o, &cr, err);
+	if (rc < 0) {
+		talloc_free(g);
+		return rc;
+	}
 	int bound = grpc_server_add_http2_port(g->srv, addr, cr);
 	grpc_server_credentials_release(cr);
 	if (bound == 0) {

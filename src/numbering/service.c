@@ -735,11 +735,15 @@ static int num_init(gh_app_t *app, void **state)
 	                  L)) < 0)
 		goto fail;
 	if (cfg.grpc_port > 0) {
-		/* As the HTTP internal routes: no plaintext outside the embedded profile. */
-		if (app->cfg->service.profile != GH_PROFILE_EMBEDDED) {
+		/* TLS with client-certificate verification when http.tls_cert is set (the HTTP
+		 * server's files and CN allowlist); as the HTTP internal routes, plaintext only in
+		 * the embedded profile. */
+		const gh_config_http_t *hc = &app->cfg->http;
+		bool tls = hc->tls_cert && hc->tls_cert[0];
+		if (!tls && app->cfg->service.profile != GH_PROFILE_EMBEDDED) {
 			gh_log(GH_LOG_ERROR,
-			       "numbering: the gRPC surface is plaintext: only in the embedded "
-			       "profile",
+			       "numbering: the gRPC surface needs TLS (http.tls_cert, tls_key, "
+			       "tls_client_ca) outside the embedded profile",
 			       NULL);
 			rc = -EINVAL;
 			goto fail;
@@ -747,14 +751,20 @@ static int num_init(gh_app_t *app, void **state)
 		num_grpc_opts_t go = {.bind = cfg.grpc_bind,
 		                      .port = (int)cfg.grpc_port,
 		                      .threads = (int)cfg.grpc_threads,
-		                      .drain_ms = cfg.grpc_drain_ms};
+		                      .drain_ms = cfg.grpc_drain_ms,
+		                      .tls_cert = hc->tls_cert,
+		                      .tls_key = hc->tls_key,
+		                      .tls_client_ca = hc->tls_client_ca,
+		                      .client_cn_allowlist =
+		                          (const char *const *)hc->client_cn_allowlist.v};
 		if ((rc = num_grpc_start(s, s, &go, &s->grpc, &err)) < 0) {
 			gh_log(GH_LOG_ERROR, "numbering: cannot start the gRPC server", "detail",
 			       err.message, NULL);
 			goto fail;
 		}
 		snprintf(buf, sizeof buf, "%lld", (long long)cfg.grpc_port);
-		gh_log(GH_LOG_INFO, "numbering: gRPC listening", "port", buf, "tls", "off", NULL);
+		gh_log(GH_LOG_INFO, "numbering: gRPC listening", "port", buf, "tls",
+		       tls ? "mtls" : "off", NULL);
 	}
 	talloc_steal(app->ctx, ix);
 	talloc_steal(app->ctx, s);

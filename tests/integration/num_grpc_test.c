@@ -43,12 +43,14 @@
 
 /* ---- a server process -------------------------------------------------------------------- */
 
-typedef struct {
+typedef struct srv_s srv_t;
+struct srv_s {
 	pid_t pid;
 	uint16_t port, gport;
 	char log[512];
 	char *dir;
-} srv_t;
+	bool (*ready)(srv_t *s); /* readiness probe; NULL: GET /readyz over plain HTTP is 200 */
+};
 
 static uint16_t free_port(void)
 {
@@ -123,7 +125,7 @@ static void srv_start(srv_t *s, const char *store, const char *const *extra)
 			s->pid = 0;
 			fail_msg("ghasi exited at start (status %d); log %s", st, s->log);
 		}
-		if (http_status(s->port, "/readyz") == 200)
+		if (s->ready ? s->ready(s) : http_status(s->port, "/readyz") == 200)
 			return;
 		usleep(50 * 1000);
 	}
@@ -974,6 +976,253 @@ static void test_parity_http_grpc(void **state)
 	assert_string_equal(ea, eb);
 }
 
+/* ---- TLS with client-certificate verification ----------------------------------------------- */
+
+static void sh(const char *dir, const char *cmd)
+{
+	char full[2048];
+	snprintf(full, sizeof full, "cd '%s' && (%s) >>openssl.log 2>&1", dir, cmd);
+	if (system(full) != 0)
+		fail_msg("failed: %s (see %s/openssl.log)", cmd, dir);
+}
+
+/* A CA; a server certificate for 127.0.0.1; client certificates "billing" (allowlisted) and
+ * "intruder" (same CA, not allowlisted), made by the openssl CLI. EC P-256 keys: fast. */
+static void make_certs(const char *dir)
+{
+	const char *key = "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out";
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+	         "%s ca.key && openssl req -x509 -new -key ca.key -out ca.pem -days 2 "
+	         "-subj /CN=test-ca",
+	         key);
+	sh(dir, cmd);
+	const struct {
+		const char *name, *ext;
+	} certs[] = {
+	    {"localhost", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"},
+	    {"billing", "extendedKeyUsage=clientAuth"},
+	    {"intruder", "extendedKeyUsage=clientAuth"},
+	};
+	for (size_t i = 0; i < sizeof certs / sizeof certs[0]; i++) {
+		snprintf(cmd, sizeof cmd,
+		         "printf '%1$s\\n' > %2$s.ext && %3$s %2$s.key && "
+		         "openssl req -new -key %2$s.key -out %2$s.csr -subj /CN=%2$s && "
+		         "openssl x509 -req -in %2$s.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+		         "-out %2$s.pem -days 2 -extfile %2$s.ext",
+		         certs[i].ext, certs[i].name, key);
+		sh(dir, cmd);
+	}
+}
+
+static char *slurp(const char *dir, const char *name)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	char *buf = calloc(1, 65536);
+	assert_non_null(buf);
+	size_t n = fread(buf, 1, 65535, f);
+	fclose(f);
+	assert_true(n > 0);
+	return buf;
+}
+
+/* A TLS channel to 127.0.0.1:gport trusting ca.pem, with client certificate "<client>.pem"
+ * (NULL: none). */
+static grpc_channel *tls_channel(const char *dir, uint16_t gport, const char *client)
+{
+	char target[64], name[64];
+	char *ca = slurp(dir, "ca.pem"), *cert = NULL, *key = NULL;
+	grpc_ssl_pem_key_cert_pair pair = {0};
+	if (client) {
+		snprintf(name, sizeof name, "%s.pem", client);
+		cert = slurp(dir, name);
+		snprintf(name, sizeof name, "%s.key", client);
+		key = slurp(dir, name);
+		pair.private_key = key;
+		pair.cert_chain = cert;
+	}
+	grpc_channel_credentials *cr =
+	    grpc_ssl_credentials_create_ex(ca, client ? &pair : NULL, NULL, NULL);
+	assert_non_null(cr);
+	snprintf(target, sizeof target, "127.0.0.1:%u", gport);
+	grpc_channel *ch = grpc_channel_create(target, cr, NULL);
+	grpc_channel_credentials_release(cr);
+	free(ca);
+	free(cert);
+	free(key);
+	return ch;
+}
+
+/* Ready: an allowlisted TLS client gets an answer to ValidateLease. */
+static bool tls_ready(srv_t *s)
+{
+	grpc_channel *ch = tls_channel(s->dir, s->gport, "billing");
+	gres_t r;
+	Ghasi__Numbering__V1__ValidateLeaseResponse *o = validate(ch, FIRST, TENANT_E, &r);
+	grpc_channel_destroy(ch);
+	if (o)
+		ghasi__numbering__v1__validate_lease_response__free_unpacked(o, NULL);
+	gres_done(&r);
+	return o != NULL;
+}
+
+static int audit_count(const char *db, const char *actor)
+{
+	char cmd[1024], out[64] = "";
+	snprintf(cmd, sizeof cmd,
+	         "sqlite3 '%s' \"SELECT count(*) FROM gh_audit WHERE actor = '%s'\"", db, actor);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	size_t len = fread(out, 1, sizeof out - 1, f);
+	out[len] = '\0';
+	pclose(f);
+	return atoi(out);
+}
+
+static void test_tls_client_cert(void **state)
+{
+	fx_t *fx = *state;
+	make_certs(fx->a.dir);
+	char cert[600], key[600], ca[600];
+	snprintf(cert, sizeof cert, "GHASI_HTTP_TLS_CERT=%s/localhost.pem", fx->a.dir);
+	snprintf(key, sizeof key, "GHASI_HTTP_TLS_KEY=%s/localhost.key", fx->a.dir);
+	snprintf(ca, sizeof ca, "GHASI_HTTP_TLS_CLIENT_CA=%s/ca.pem", fx->a.dir);
+	const char *extra[] = {cert, key, ca, "GHASI_HTTP_CLIENT_CN_ALLOWLIST=billing,routing",
+	                       NULL};
+	fx->a.ready = tls_ready;
+	srv_start(&fx->a, fx->store, extra);
+
+	/* allowlisted CN: served; its mutations are audited as service:<cn> */
+	grpc_channel *ok = tls_channel(fx->a.dir, fx->a.gport, "billing");
+	gres_t r;
+	Ghasi__Numbering__V1__ValidateLeaseResponse *o = validate(ok, FIRST, TENANT_E, &r);
+	if (!o)
+		fail_msg("ValidateLease over TLS: %d %s", r.status, r.details);
+	ghasi__numbering__v1__validate_lease_response__free_unpacked(o, NULL);
+	gres_done(&r);
+	Ghasi__Numbering__V1__ReserveRequest rq = GHASI__NUMBERING__V1__RESERVE_REQUEST__INIT;
+	rq.identifier = FIRST;
+	rq.tenant_id = TENANT_E;
+	const char *db = fx->store + strlen("sqlite://");
+	assert_int_equal(audit_count(db, "service:billing"), 0);
+	rpc(ok, M "Reserve", &rq.base, NULL, 5000, &r);
+	if (r.status != GRPC_STATUS_OK)
+		fail_msg("Reserve over TLS: %d %s", r.status, r.details);
+	gres_done(&r);
+	assert_int_equal(audit_count(db, "service:billing"), 1);
+	assert_int_equal(audit_count(db, "service:unverified"), 0);
+	grpc_channel_destroy(ok);
+
+	/* a certificate of the same CA whose CN is not allowlisted: PERMISSION_DENIED, nothing run
+	 */
+	grpc_channel *other = tls_channel(fx->a.dir, fx->a.gport, "intruder");
+	o = validate(other, FIRST, TENANT_E, &r);
+	assert_null(o);
+	expect_err(&r, GRPC_STATUS_PERMISSION_DENIED, "PERMISSION_DENIED", "");
+	gres_done(&r);
+	Ghasi__Numbering__V1__ReleaseRequest lq = GHASI__NUMBERING__V1__RELEASE_REQUEST__INIT;
+	lq.identifier = FIRST;
+	lq.tenant_id = TENANT_E;
+	rpc(other, M "Release", &lq.base, NULL, 5000, &r);
+	expect_err(&r, GRPC_STATUS_PERMISSION_DENIED, "PERMISSION_DENIED", "");
+	gres_done(&r);
+	assert_int_equal(audit_count(db, "service:intruder"), 0);
+	grpc_channel_destroy(other);
+
+	/* no client certificate: the handshake fails, the call never reaches the server */
+	grpc_channel *anon = tls_channel(fx->a.dir, fx->a.gport, NULL);
+	o = validate(anon, FIRST, TENANT_E, &r);
+	assert_null(o);
+	if (r.status != GRPC_STATUS_UNAVAILABLE)
+		fail_msg("no client certificate: status %d (%s), want UNAVAILABLE", r.status,
+		         r.details);
+	assert_string_equal(r.ecode, "");
+	gres_done(&r);
+	grpc_channel_destroy(anon);
+
+	/* plaintext to the TLS port: refused too */
+	grpc_channel *plain = channel(fx->a.gport);
+	o = validate(plain, FIRST, TENANT_E, &r);
+	assert_null(o);
+	assert_int_equal(r.status, GRPC_STATUS_UNAVAILABLE);
+	gres_done(&r);
+	grpc_channel_destroy(plain);
+	assert_int_equal(srv_stop(&fx->a), 0);
+}
+
+/* ---- an independent client: Node's @grpc/grpc-js ------------------------------------------- */
+
+/* tests/grpc-node/run.sh (npm installs grpc-js into the build dir when missing) runs client.js,
+ * which generates its stub from the .proto at run time and drives every RPC, including errors;
+ * one JSON line per check. Every line must be ok, every RPC of the service covered. Skipped
+ * without node/npm unless GH_TEST_REQUIRE=1. */
+static void test_node_client(void **state)
+{
+	fx_t *fx = *state;
+	if (system("command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1") != 0) {
+		if (gh_test_required())
+			fail_msg("node and npm are required (GH_TEST_REQUIRE=1)");
+		skip();
+	}
+	const char *src = getenv("GH_SOURCE_ROOT"), *build = getenv("GH_BUILD_ROOT");
+	assert_non_null(src);
+	assert_non_null(build);
+	fx_start(fx, NULL);
+	char second[32];
+	avail(fx->a.port, 0, second);
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd,
+	         "'%1$s/tests/grpc-node/run.sh' '%2$s' 127.0.0.1:%3$u "
+	         "'%1$s/proto/ghasi/numbering/v1/numbering.proto' '%4$s' '%5$s' '%6$s' '%7$s'",
+	         src, build, fx->a.gport, FIRST, second, TENANT_E, TENANT_S);
+	FILE *f = popen(cmd, "r");
+	assert_non_null(f);
+	static const char *const rpcs[] = {"ValidateLease", "Lookup", "Reserve", "Assign",
+	                                   "Release",       "Recall", "Suspend", "Resume"};
+	int covered[8] = {0}, errors[8] = {0}, checks = 0, bad = 0, summary = 0;
+	char line[8192];
+	while (fgets(line, sizeof line, f)) {
+		json_t *j = json_loads(line, 0, NULL);
+		if (!j) {
+			print_message("node: %s", line);
+			continue;
+		}
+		if (json_is_true(json_object_get(j, "summary"))) {
+			summary = 1;
+			assert_int_equal(json_integer_value(json_object_get(j, "failed")), 0);
+			assert_int_equal(json_integer_value(json_object_get(j, "passed")), checks);
+		} else {
+			checks++;
+			const char *rpc = json_string_value(json_object_get(j, "rpc"));
+			bool ok = json_is_true(json_object_get(j, "ok"));
+			if (!ok) {
+				bad++;
+				print_message("node check failed: %s", line);
+			}
+			json_t *d = json_object_get(j, "detail");
+			for (int i = 0; rpc && i < 8; i++)
+				if (strcmp(rpc, rpcs[i]) == 0) {
+					covered[i] += ok;
+					errors[i] += ok && json_object_get(d, "error_code") != NULL;
+				}
+		}
+		json_decref(j);
+	}
+	int st = pclose(f);
+	assert_int_equal(bad, 0);
+	assert_true(summary);
+	assert_int_equal(st, 0);
+	for (int i = 0; i < 8; i++) {
+		if (!covered[i] || !errors[i])
+			fail_msg("%s: %d checks, %d of them errors", rpcs[i], covered[i],
+			         errors[i]);
+	}
+	assert_true(checks >= 30);
+}
+
 int main(void)
 {
 	grpc_init();
@@ -984,6 +1233,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_mutations, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_reserve_race, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_parity_http_grpc, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_tls_client_cert, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_node_client, fx_setup, fx_teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	grpc_shutdown();
