@@ -493,7 +493,7 @@ static int wipe_destructor(char *p)
 	return 0;
 }
 
-static char *read_pem(gh_http_server_t *s, const char *what, const char *path)
+char *gh_tls_pem_read(void *ctx, const char *what, const char *path, gh_err_t *err)
 {
 	FILE *f = fopen(path, "re");
 	struct stat st;
@@ -504,7 +504,7 @@ static char *read_pem(gh_http_server_t *s, const char *what, const char *path)
 	else if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
 	         st.st_size > (1 << 20))
 		why = "not a regular file of 1 byte to 1 MiB";
-	else if (!(buf = talloc_size(s, (size_t)st.st_size + 1)))
+	else if (!(buf = talloc_size(ctx, (size_t)st.st_size + 1)))
 		why = "out of memory";
 	else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
 		why = "short read";
@@ -518,8 +518,10 @@ static char *read_pem(gh_http_server_t *s, const char *what, const char *path)
 	if (f)
 		fclose(f);
 	if (why) {
-		gh_log(GH_LOG_ERROR, "http: cannot use TLS file", "file", what, "path", path,
-		       "error", why, NULL);
+		gh_log(GH_LOG_ERROR, "cannot use TLS file", "file", what, "path", path, "error",
+		       why, NULL);
+		gh_err_set(err, GH_E_INVALID_ARGUMENT, what, "TLS file %s (%s): %s", what, path,
+		           why);
 		talloc_free(buf);
 		return NULL;
 	}
@@ -554,11 +556,11 @@ static int tls_setup(gh_http_server_t *s, const gh_http_config_t *cfg)
 		gh_log(GH_LOG_ERROR, "http: TLS needs both tls_cert and tls_key", NULL);
 		return -EINVAL;
 	}
-	if (!(s->tls_cert = read_pem(s, "tls_cert", cfg->tls_cert)) ||
-	    !(s->tls_key = read_pem(s, "tls_key", cfg->tls_key)))
+	if (!(s->tls_cert = gh_tls_pem_read(s, "tls_cert", cfg->tls_cert, NULL)) ||
+	    !(s->tls_key = gh_tls_pem_read(s, "tls_key", cfg->tls_key, NULL)))
 		return -EINVAL;
 	if (cfg->tls_client_ca && cfg->tls_client_ca[0] &&
-	    !(s->tls_ca = read_pem(s, "tls_client_ca", cfg->tls_client_ca)))
+	    !(s->tls_ca = gh_tls_pem_read(s, "tls_client_ca", cfg->tls_client_ca, NULL)))
 		return -EINVAL;
 	/* Load them once here, so a bad key or a CA without a certificate is reported by name
 	 * instead of as a daemon that does not start. */

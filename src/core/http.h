@@ -120,6 +120,12 @@ void gh_http_server_stop(gh_http_server_t *s);
 /* Requests received and not yet completely answered. */
 unsigned gh_http_server_inflight(const gh_http_server_t *s);
 
+/* Read a PEM file (certificate, key or CA bundle: a regular file of 1 byte to 1 MiB holding
+ * "-----BEGIN ") into one talloc buffer of ctx that is wiped when freed, so no copy of a key
+ * is left in memory. NULL on failure (logged, and err filled when non-NULL). Shared by every
+ * TLS listener (HTTP here, gRPC in numbering). */
+char *gh_tls_pem_read(void *ctx, const char *what, const char *path, gh_err_t *err);
+
 /* ---- requests ---- */
 
 const char *gh_http_method(const gh_http_req_t *req);

@@ -849,46 +849,6 @@ static int grpc_destructor(num_grpc_t *g)
 	return 0;
 }
 
-/* A whole PEM file as a NUL-terminated talloc string of ctx, wiped when freed (key material);
- * NULL with err filled. */
-static int wipe_destructor(char *p)
-{
-	explicit_bzero(p, talloc_get_size(p));
-	return 0;
-}
-
-static char *read_pem(void *ctx, const char *what, const char *path, gh_err_t *err)
-{
-	FILE *f = fopen(path, "re");
-	struct stat st;
-	char *buf = NULL;
-	const char *why = NULL;
-	if (!f)
-		why = strerror(errno);
-	else if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
-	         st.st_size > (1 << 20))
-		why = "not a regular file of 1 byte to 1 MiB";
-	else if (!(buf = talloc_size(ctx, (size_t)st.st_size + 1)))
-		why = "out of memory";
-	else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
-		why = "short read";
-	if (buf) {
-		talloc_set_destructor(buf, wipe_destructor);
-		buf[why ? 0 : st.st_size] = '\0';
-		if (!why && !strstr(buf, "-----BEGIN "))
-			why = "not PEM";
-	}
-	if (f)
-		fclose(f);
-	if (why) {
-		gh_err_set(err, GH_E_INVALID_ARGUMENT, what, "gRPC TLS: %s (%s): %s", what, path,
-		           why);
-		talloc_free(buf);
-		return NULL;
-	}
-	return buf;
-}
-
 /* Plaintext without tls_cert; otherwise TLS requiring a client certificate that verifies
  * against tls_client_ca, with the allowlist copied into g. */
 static int server_credentials(num_grpc_t *g, const num_grpc_opts_t *o,
@@ -912,9 +872,9 @@ static int server_credentials(num_grpc_t *g, const num_grpc_opts_t *o,
 	void *tmp = talloc_new(NULL);
 	char *cert, *key, *ca;
 	int rc = -EINVAL;
-	if (tmp && (cert = read_pem(tmp, "tls_cert", o->tls_cert, err)) &&
-	    (key = read_pem(tmp, "tls_key", o->tls_key, err)) &&
-	    (ca = read_pem(tmp, "tls_client_ca", o->tls_client_ca, err))) {
+	if (tmp && (cert = gh_tls_pem_read(tmp, "tls_cert", o->tls_cert, err)) &&
+	    (key = gh_tls_pem_read(tmp, "tls_key", o->tls_key, err)) &&
+	    (ca = gh_tls_pem_read(tmp, "tls_client_ca", o->tls_client_ca, err))) {
 		grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
 		/* the core copies the PEM strings */
 		*out = grpc_ssl_server_credentials_create_ex(
