@@ -16,7 +16,7 @@ static void fill_random(uint8_t *b, size_t n)
 	}
 }
 
-static void format(const uint8_t b[16], char out[37])
+void gh_uuid_format(const uint8_t b[16], char out[37])
 {
 	static const char hex[] = "0123456789abcdef";
 	int o = 0;
@@ -35,7 +35,7 @@ void gh_uuid_v4(char out[37])
 	fill_random(b, sizeof(b));
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	format(b, out);
+	gh_uuid_format(b, out);
 }
 
 /* Stamp the 48-bit timestamp, version 7 and the variant over 16 random bytes; format. */
@@ -46,7 +46,7 @@ static void format_v7(uint8_t b[16], int64_t unix_ms, char out[37])
 		b[i] = (uint8_t)(ms >> (8 * (5 - i)));
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x70);
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	format(b, out);
+	gh_uuid_format(b, out);
 }
 
 void gh_uuid_v7(int64_t unix_ms, char out[37])
@@ -87,4 +87,12 @@ int gh_uuid_valid(const char *s)
 		}
 	}
 	return 1;
+}
+
+bool gh_uuid_is_nil(const uint8_t b[16])
+{
+	for (int i = 0; i < 16; i++)
+		if (b[i])
+			return false;
+	return true;
 }

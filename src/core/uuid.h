@@ -2,6 +2,7 @@
 #ifndef GH_UUID_H
 #define GH_UUID_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define GH_UUID_LEN 36
@@ -14,6 +15,10 @@ void gh_uuid_v7(int64_t unix_ms, char out[37]);
  * kernel: unique, not secret, and no getrandom(2) call per id. For ids that must only be
  * unique (request ids), never for tokens or anything a client must not guess. */
 void gh_uuid_v7_fast(int64_t unix_ms, char out[37]);
+/* 16 bytes as lowercase 8-4-4-4-12 text; out needs 37 bytes. */
+void gh_uuid_format(const uint8_t b[16], char out[37]);
+/* true when all 16 bytes are zero (the nil UUID: "no id"). */
+bool gh_uuid_is_nil(const uint8_t b[16]);
 /* 1 when s is a canonical lowercase or uppercase 8-4-4-4-12 hex UUID. */
 int gh_uuid_valid(const char *s);
 

@@ -152,27 +152,6 @@ static bool tenant_ok(const char *t)
 	return n >= 1 && n <= NUM_TENANT_ID_MAX;
 }
 
-static void uuid_format(const uint8_t b[16], char out[37])
-{
-	static const char hex[] = "0123456789abcdef";
-	int o = 0;
-	for (int i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = hex[b[i] & 15];
-	}
-	out[o] = '\0';
-}
-
-static bool zero16(const uint8_t b[16])
-{
-	for (int i = 0; i < 16; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 /* ---- ValidateLease, Lookup ------------------------------------------------------------------ */
 
 static void m_validate(num_grpc_t *g, gcall_t *c, const uint8_t *in, size_t len, gans_t *a)
@@ -211,8 +190,8 @@ static void m_validate(num_grpc_t *g, gcall_t *c, const uint8_t *in, size_t len,
 				o.operator_id = (char *)op->id;
 		}
 		/* Lease data only to its holder, as over HTTP. */
-		if (r.caller_is_holder && !zero16(r.v.entry.lease_id)) {
-			uuid_format(r.v.entry.lease_id, id);
+		if (r.caller_is_holder && !gh_uuid_is_nil(r.v.entry.lease_id)) {
+			gh_uuid_format(r.v.entry.lease_id, id);
 			gh_time_format(r.v.entry.lease_ends_at_ms, ends);
 			o.lease_id = id;
 			o.lease_ends_at = ends;

@@ -80,28 +80,6 @@ static int path_ident(gh_http_req_t *req, gh_ident_t *id)
 	return 0;
 }
 
-/* 16 bytes -> "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
-static void uuid_format(const uint8_t b[16], char out[37])
-{
-	static const char hex[] = "0123456789abcdef";
-	int o = 0;
-	for (int i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = hex[b[i] & 15];
-	}
-	out[o] = '\0';
-}
-
-static bool zero16(const uint8_t b[16])
-{
-	for (int i = 0; i < 16; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 /* ---- ValidateLease ----------------------------------------------------------------------- */
 
 static int reply_validate(gh_http_req_t *req, num_svc_t *s, const num_vresult_t *r, int64_t now)
@@ -119,9 +97,9 @@ static int reply_validate(gh_http_req_t *req, num_svc_t *s, const num_vresult_t 
 			              op->id);
 	}
 	/* Lease data only to its holder: a caller learns nothing of another tenant's lease. */
-	if (r->caller_is_holder && !zero16(e->lease_id)) {
+	if (r->caller_is_holder && !gh_uuid_is_nil(e->lease_id)) {
 		char id[37], ends[25];
-		uuid_format(e->lease_id, id);
+		gh_uuid_format(e->lease_id, id);
 		gh_time_format(e->lease_ends_at_ms, ends);
 		n += snprintf(buf + n, sizeof buf - (size_t)n,
 		              ",\"lease_id\":\"%s\",\"lease_ends_at\":\"%s\"", id, ends);
