@@ -332,6 +332,10 @@ static void *relay_main(void *arg)
 			int64_t now = gh_clock_now_ms(r->o.clock);
 			int64_t ttl = r->o.poll_ms * 20 > 5000 ? r->o.poll_ms * 20 : 5000;
 			if (gh_lease_try(r->store, r->lease_name, r->holder, now, ttl) != 0) {
+				/* another replica relays and reports the lag; ours would be the
+				 * frozen value of the last round this replica held the lease */
+				gh_gauge_set(r->m_pending, 0);
+				gh_gauge_set(r->m_lag_ms, 0);
 				if (stopping)
 					break; /* another replica relays; nothing of ours to flush
 					        */
@@ -391,9 +395,10 @@ int gh_outbox_relay_new(void *ctx, gh_store_t *store, gh_bus_t *bus,
 		r->m_pending =
 		    gh_metrics_gauge(r->o.metrics, "ghasi_outbox_unacked",
 		                     "Rows of the last round the bus did not accept", NULL);
-		r->m_lag_ms = gh_metrics_gauge(
-		    r->o.metrics, "ghasi_outbox_lag_ms",
-		    "Age of the oldest pending outbox row at the last round", NULL);
+		r->m_lag_ms = gh_metrics_gauge(r->o.metrics, "ghasi_outbox_lag_ms",
+		                               "Age of the oldest pending outbox row at the last "
+		                               "round (0 on replicas not holding the relay lease)",
+		                               NULL);
 	}
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_condattr_t ca;
