@@ -32,9 +32,10 @@
 #include "jwtmint.h"
 #include "numfx.h"
 #include "repo.h"
+#include "softhsm.h"
 #include "testutil.h"
 
-#define SOFTHSM_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define SOFTHSM_MODULE GH_TEST_SOFTHSM_MODULE
 #define JWT_SECRET     "export-test-secret-0123456789abcdef"
 
 /* LeakSanitizer: SoftHSM 2.6.1 leaks one ASN.1 string per EdDSA signature inside the module
@@ -660,57 +661,6 @@ BOTH(test_quiet_month_and_job)
 
 /* ---- PKCS#11 through SoftHSM2 --------------------------------------------------------------- */
 
-/* An Ed25519 key pair "k" on token "t" (PIN 1234), generated on the token (sign_test.c). */
-static int hsm_genkey(void)
-{
-	static CK_BYTE ed_oid[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
-	void *dl = dlopen(SOFTHSM_MODULE, RTLD_NOW | RTLD_LOCAL); /* kept loaded, as sign.c does */
-	CK_C_GetFunctionList gfl = dl ? (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList") : NULL;
-	CK_FUNCTION_LIST_PTR f = NULL;
-	if (!gfl || gfl(&f) != CKR_OK || f->C_Initialize(NULL) != CKR_OK)
-		return -1;
-	int rc = -1;
-	CK_SLOT_ID slots[8];
-	CK_ULONG ns = 8;
-	CK_SESSION_HANDLE sess;
-	if (f->C_GetSlotList(CK_TRUE, slots, &ns) != CKR_OK || ns < 1)
-		goto out;
-	CK_SLOT_ID slot = slots[0];
-	for (CK_ULONG i = 0; i < ns; i++) {
-		CK_TOKEN_INFO ti;
-		if (f->C_GetTokenInfo(slots[i], &ti) == CKR_OK && memcmp(ti.label, "t ", 2) == 0)
-			slot = slots[i];
-	}
-	if (f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &sess) !=
-	        CKR_OK ||
-	    f->C_Login(sess, CKU_USER, (CK_UTF8CHAR_PTR) "1234", 4) != CKR_OK)
-		goto out;
-	CK_BBOOL yes = CK_TRUE;
-	CK_KEY_TYPE kt = CKK_EC_EDWARDS;
-	CK_BYTE id = 1;
-	CK_ATTRIBUTE pub[] = {
-	    {CKA_KEY_TYPE, &kt, sizeof(kt)}, {CKA_TOKEN, &yes, sizeof(yes)},
-	    {CKA_VERIFY, &yes, sizeof(yes)}, {CKA_EC_PARAMS, ed_oid, sizeof(ed_oid)},
-	    {CKA_LABEL, (void *)"k", 1},     {CKA_ID, &id, 1},
-	};
-	CK_ATTRIBUTE priv[] = {
-	    {CKA_KEY_TYPE, &kt, sizeof(kt)},
-	    {CKA_TOKEN, &yes, sizeof(yes)},
-	    {CKA_PRIVATE, &yes, sizeof(yes)},
-	    {CKA_SENSITIVE, &yes, sizeof(yes)},
-	    {CKA_SIGN, &yes, sizeof(yes)},
-	    {CKA_LABEL, (void *)"k", 1},
-	    {CKA_ID, &id, 1},
-	};
-	CK_MECHANISM m = {CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0};
-	CK_OBJECT_HANDLE hpub, hpriv;
-	if (f->C_GenerateKeyPair(sess, &m, pub, 6, priv, 7, &hpub, &hpriv) == CKR_OK)
-		rc = 0;
-out:
-	f->C_Finalize(NULL);
-	return rc;
-}
-
 static void test_pkcs11_signing_on(fx_t *fx)
 {
 	if (access(SOFTHSM_MODULE, R_OK) != 0 || !have_tool("softhsm2-util")) {
@@ -729,7 +679,7 @@ static void test_pkcs11_signing_on(fx_t *fx)
 	const char *init[] = {"softhsm2-util", "--init-token", "--free",   "--label", "t",
 	                      "--pin",         "1234",         "--so-pin", "5678",    NULL};
 	assert_int_equal(run(init), 0);
-	assert_int_equal(hsm_genkey(), 0);
+	assert_int_equal(gh_test_softhsm_genkeys("t", "1234", 0), 0);
 
 	gh_sign_pkcs11_opts_t o = {SOFTHSM_MODULE, "t", "1234", "k"};
 	gh_signer_t *hsm;
