@@ -361,6 +361,7 @@ int gh_bus_subscribe(gh_bus_t *bus, const char *subject_filter, const char *dura
 		rc = -EAGAIN;
 		goto out;
 	}
+	pthread_setname_np(sub->thread, "gh-consumer");
 	sub->started = 1;
 	pthread_mutex_lock(&bus->lock);
 	sub->next = bus->subs;

@@ -417,6 +417,7 @@ int gh_outbox_relay_start(gh_outbox_relay_t *r)
 		return 0;
 	if (pthread_create(&r->thread, NULL, relay_main, r) != 0)
 		return -EAGAIN;
+	pthread_setname_np(r->thread, "gh-relay");
 	r->started = 1;
 	return 0;
 }

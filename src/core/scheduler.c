@@ -735,6 +735,8 @@ int gh_sched_start(gh_sched_t *s)
 		s->exited = false;
 		rc = -pthread_create(&s->thread, NULL, sched_thread, s);
 		s->started = rc == 0;
+		if (s->started)
+			pthread_setname_np(s->thread, "gh-sched");
 	}
 	pthread_mutex_unlock(&s->mu);
 	return rc;

@@ -927,6 +927,7 @@ int num_grpc_start(void *ctx, num_svc_t *s, const num_grpc_opts_t *o, num_grpc_t
 	for (int i = 0; i < o->threads; i++) {
 		if (pthread_create(&g->thr[i], NULL, worker, g) != 0)
 			break;
+		pthread_setname_np(g->thr[i], "gh-grpc");
 		g->nthr++;
 	}
 	if (g->nthr == 0) {

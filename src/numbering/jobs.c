@@ -298,6 +298,7 @@ int num_expiry_new(num_svc_t *s, gh_sched_t *sched, size_t capacity, num_expiry_
 		talloc_free(x);
 		return -rc;
 	}
+	pthread_setname_np(x->thread, "gh-expiry");
 	x->running = true;
 	talloc_set_destructor(x, expiry_destroy);
 	*out = x;
