@@ -2,6 +2,7 @@
 #include "uuid.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -87,6 +88,28 @@ int gh_uuid_valid(const char *s)
 		}
 	}
 	return 1;
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	ch = (char)(ch | 0x20);
+	return ch - 'a' + 10;
+}
+
+int gh_uuid_parse(const char *s, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (!gh_uuid_valid(s))
+		return -EINVAL;
+	for (int i = 0, o = 0; i < 36; i++) {
+		if (s[i] == '-')
+			continue;
+		out[o / 2] |= (uint8_t)(o % 2 ? hexval(s[i]) : hexval(s[i]) << 4);
+		o++;
+	}
+	return 0;
 }
 
 bool gh_uuid_is_nil(const uint8_t b[16])

@@ -21,5 +21,7 @@ void gh_uuid_format(const uint8_t b[16], char out[37]);
 bool gh_uuid_is_nil(const uint8_t b[16]);
 /* 1 when s is a canonical lowercase or uppercase 8-4-4-4-12 hex UUID. */
 int gh_uuid_valid(const char *s);
+/* The 16 bytes of canonical text s (gh_uuid_valid): 0, or -EINVAL with out zeroed. */
+int gh_uuid_parse(const char *s, uint8_t out[16]);
 
 #endif

@@ -193,28 +193,6 @@ static int consumed(num_svc_t *s, const char *id)
 	return rc == 0 ? 1 : rc == -ENOENT ? 0 : rc;
 }
 
-/* The index entry after a committed transition, built from the row the repository returned
- * and the entry it replaces (operator index); without one, read it back from the database. */
-static void index_apply(num_svc_t *s, const num_number_t *n)
-{
-	num_index_entry_t e;
-	uint32_t tidx = NUM_TENANT_NONE;
-	if (num_index_get(s->ix, n->key, &e) < 0 ||
-	    (n->tenant_id[0] && num_index_tenant_intern(s->ix, n->tenant_id, &tidx) < 0)) {
-		num_svc_refresh_key(s, n->key, n->version);
-		return;
-	}
-	e.version = (uint64_t)n->version;
-	e.state = (uint8_t)n->state;
-	e.tenant = tidx;
-	e.lease_status = n->has_lease ? (uint8_t)n->lease_status : NUM_LEASE_NONE;
-	e.lease_ends_at_ms = n->has_lease ? n->lease_ends_ms : 0;
-	if (!n->has_lease)
-		memset(e.lease_id, 0, sizeof e.lease_id);
-	if (num_index_upsert(s->ix, &e) == -ENOSPC)
-		num_svc_refresh_key(s, n->key, n->version);
-}
-
 /* ---- bulk work --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -297,7 +275,7 @@ static int bulk_one(bulk_t *b, const num_number_t *n)
 		gh_err_clear(&err);
 	}
 	if (rc == 0) {
-		index_apply(s, &b->out);
+		num_svc_apply(s, &b->out);
 		return 0;
 	}
 	if (rc == -EBUSY || rc == -ENOENT)
@@ -548,7 +526,7 @@ static int apply_revoke(event_t *e, char *reason, size_t reason_len)
 		return rc;
 	if (t.changed) {
 		kick(e->s);
-		index_apply(e->s, &t.out);
+		num_svc_apply(e->s, &t.out);
 		gh_log(GH_LOG_INFO, "numbering: sender id recalled", "event_id", e->id, "tenant",
 		       e->tenant, "alpha", id.canonical, NULL);
 	}

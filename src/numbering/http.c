@@ -253,7 +253,7 @@ int num_svc_transition(num_svc_t *s, num_tx_req_t *tx, const gh_idem_call_t *cal
 	if (rc < 0)
 		return rc;
 	if (t.ok && res->kind == GH_IDEM_RESPONSE && res->status >= 200 && res->status < 300)
-		num_svc_refresh_key(s, tx->key, t.out.version);
+		num_svc_apply(s, &t.out);
 	else if (t.refused)
 		num_repo_audit_refused(s->repo, tx, call->err);
 	return 0;

@@ -189,7 +189,7 @@ static void expire_one(num_expiry_t *x, uint64_t key, int64_t version)
 	if (rc == 0) {
 		atomic_fetch_add(&x->fired, 1);
 		gh_counter_inc(s->c_expired);
-		num_svc_refresh_key(s, key, after.version);
+		num_svc_apply(s, &after);
 	} else if (err.code == GH_E_UNAVAILABLE) {
 		gh_log(GH_LOG_WARN, "numbering: reservation expiry failed; the sweep retries",
 		       "detail", err.message, NULL);
@@ -404,7 +404,7 @@ static int renew_one(num_svc_t *s, const num_renewal_t *rw, int64_t now_ms)
 			num_number_t after;
 			rc = num_repo_lease_renew(s->repo, &rq, &after, &err);
 			if (rc == 0) {
-				num_svc_refresh_key(s, nb->key, after.version);
+				num_svc_apply(s, &after);
 				gh_err_clear(&err);
 				return 1;
 			}

@@ -463,7 +463,7 @@ static int mutate(gh_http_req_t *req, num_svc_t *s, num_action_t action)
 	int rc = gh_idem_handle(req, s->store, who.scope, s->idem_ttl_ms, s->clock, mut_fn, &t);
 	const gh_http_response_t *r = gh_http_response(req);
 	if (t.ok && r && r->status >= 200 && r->status < 300)
-		num_svc_refresh_key(s, t.tx.key, t.out.version);
+		num_svc_apply(s, &t.out);
 	else if (t.refused)
 		num_repo_audit_refused(s->repo, &t.tx, gh_http_err(req));
 	return rc;

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <talloc.h>
 
+#include "uuid.h"
+
 #define SOURCE          "ghasi/numbering"
 #define CHAIN           "numbering"
 #define EV_INVALIDATE   "num.cache.invalidate.v1"
@@ -1782,26 +1784,6 @@ int num_repo_renewal_failed(num_repo_t *r, const num_renew_req_t *req, const cha
 	" FROM num_numbers n LEFT JOIN num_leases l ON l.number_key = n.key AND l.status <> " \
 	"'ENDED'"
 
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	ch = (char)(ch | 0x20);
-	return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
-static void uuid_bytes(const char *s, uint8_t out[16])
-{
-	memset(out, 0, 16);
-	for (int i = 0; s && *s && i < 32; s++) {
-		int v = hexval(*s);
-		if (v < 0)
-			continue;
-		out[i / 2] |= (uint8_t)(i % 2 ? v : v << 4);
-		i++;
-	}
-}
-
 typedef struct tcache_s {
 	char id[NUM_ID_MAX];
 	uint32_t tidx;
@@ -1845,7 +1827,7 @@ static int row_entry(gh_rows_t *rs, num_index_t *ix, tcache_t *tc, num_index_ent
 	e->operator_idx = (uint16_t)gh_rows_i64(rs, 4);
 	e->vanity_tier = (uint8_t)gh_rows_i64(rs, 5);
 	if (!gh_rows_isnull(rs, 6)) {
-		uuid_bytes(gh_rows_text(rs, 6), e->lease_id);
+		gh_uuid_parse(gh_rows_text(rs, 6), e->lease_id);
 		num_lease_status_t ls = NUM_LEASE_ENDED;
 		num_lease_status_parse(gh_rows_text(rs, 7), &ls);
 		e->lease_status = (uint8_t)ls;

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <talloc.h>
 
+#include "uuid.h"
+
 #define NUM_SOURCE        "ghasi/numbering"
 #define NUM_CACHE_SUBJECT "num.cache.invalidate.v1"
 #define NUM_OPERATORS_MAX 256
@@ -364,6 +366,32 @@ void num_svc_refresh_key(num_svc_t *s, uint64_t key, int64_t min_version)
 	/* Could not read back what was just committed: make the key a miss until a fill of at
 	 * least that version arrives, so the index never answers from the older entry. */
 	num_index_invalidate(s->ix, key, (uint64_t)(min_version > 0 ? min_version : 1));
+}
+
+void num_svc_apply(num_svc_t *s, const num_number_t *n)
+{
+	num_index_entry_t e;
+	uint32_t tidx = NUM_TENANT_NONE;
+	if (num_index_get(s->ix, n->key, &e) < 0 ||
+	    (n->tenant_id[0] && num_index_tenant_intern(s->ix, n->tenant_id, &tidx) < 0)) {
+		num_svc_refresh_key(s, n->key, n->version);
+		return;
+	}
+	e.version = (uint64_t)n->version;
+	e.state = (uint8_t)n->state;
+	e.tenant = tidx;
+	e.vanity_tier = (uint8_t)n->vanity_tier;
+	if (n->has_lease) {
+		e.lease_status = (uint8_t)n->lease_status;
+		e.lease_ends_at_ms = n->lease_ends_ms;
+		gh_uuid_parse(n->lease_id, e.lease_id);
+	} else {
+		e.lease_status = NUM_LEASE_NONE;
+		e.lease_ends_at_ms = 0;
+		memset(e.lease_id, 0, sizeof e.lease_id);
+	}
+	if (num_index_upsert(s->ix, &e) == -ENOSPC)
+		num_svc_refresh_key(s, n->key, n->version);
 }
 
 int num_svc_validate(num_svc_t *s, const char *ident, size_t len, const char *tenant_id,

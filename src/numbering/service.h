@@ -162,6 +162,12 @@ int num_svc_entry(num_svc_t *s, uint64_t key, int64_t now_ms, num_index_entry_t 
  * cannot be read, invalidate key at min_version so no older entry is served. */
 void num_svc_refresh_key(num_svc_t *s, uint64_t key, int64_t min_version);
 
+/* The index after a transition this replica committed, from the number the repository
+ * returned (no database read; the operator index is the entry's own, which no transition
+ * changes); a read-back (num_svc_refresh_key) when the key is not in the index. An older
+ * version than the index holds is ignored. */
+void num_svc_apply(num_svc_t *s, const num_number_t *after);
+
 /* Make the index's pool status of tenant_id the database's, under pool_mu, so that a late
  * event can never put back a status older than one applied after a local commit. When the
  * database cannot be read, hint (the status an event announced, or NULL) is applied only if it

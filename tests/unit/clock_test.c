@@ -1,4 +1,5 @@
 /* clock: test clock, RFC 3339 round trips; err: code table and envelope; uuid. */
+#include <errno.h>
 #include <jansson.h>
 #include <string.h>
 #include <talloc.h>
@@ -98,6 +99,19 @@ static void test_uuid(void **state)
 	assert_int_equal(a[14], '7');
 	assert_true(strcmp(a, b) < 0);
 	assert_false(gh_uuid_valid("not-a-uuid"));
+	/* parse is format's inverse, upper case accepted; bad text gives zeros */
+	uint8_t bytes[16];
+	char c[37];
+	assert_int_equal(gh_uuid_parse(a, bytes), 0);
+	gh_uuid_format(bytes, c);
+	assert_string_equal(a, c);
+	assert_int_equal(gh_uuid_parse("0189ABCD-ef01-7234-8567-89abcdef0123", bytes), 0);
+	assert_int_equal(bytes[0], 0x01);
+	assert_int_equal(bytes[2], 0xab);
+	assert_int_equal(bytes[15], 0x23);
+	assert_int_equal(gh_uuid_parse("0189abcd-ef01-7234-8567-89abcdef012g", bytes), -EINVAL);
+	assert_true(gh_uuid_is_nil(bytes));
+	assert_int_equal(gh_uuid_parse(NULL, bytes), -EINVAL);
 }
 
 /* The per-thread generator: same layout as gh_uuid_v7 (timestamp prefix, version, variant),
