@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <talloc.h>
 
 #include "log.h"
 
@@ -188,16 +189,15 @@ static int head_lock(gh_conn_t *c, const char *chain, int64_t *seq, char hash[65
 /* Rows per gh_conn_exec_batch: bounds the memory of one call whatever n is. */
 enum { APPEND_CHUNK = 256, NCOLS = 12 };
 
-int gh_audit_append(gh_conn_t *c, const char *chain, const gh_audit_rec_t *recs, size_t n,
-                    int64_t *last_seq)
+/* Appends of at most this many rows without *last_seq are kept for commit (see audit.h). */
+enum { DEFER_MAX = 16 };
+
+/* Write n rows to chain now: lock the head, hash, insert, move the head. texts (may be NULL:
+ * serialise recs[i].payload) are the canonical payloads. With `commit`, the last statement
+ * also commits the transaction (gh_conn_exec_commit). */
+static int append_now(gh_conn_t *c, const char *chain, const gh_audit_rec_t *recs,
+                      char *const *texts, size_t n, int64_t *last_seq, bool commit)
 {
-	if (!gh_conn_in_tx(c) || !chain || !*chain)
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++) {
-		const gh_audit_rec_t *r = &recs[i];
-		if (!r->actor || !r->action || !r->entity_type || !r->entity_id)
-			return -EINVAL;
-	}
 	int64_t seq = 0;
 	char prev[65];
 	int head_done = 0;
@@ -219,12 +219,15 @@ int gh_audit_append(gh_conn_t *c, const char *chain, const gh_audit_rec_t *recs,
 		for (size_t j = 0; j < k; j++) {
 			const gh_audit_rec_t *r = &recs[i + j];
 			const char *prev_j = j == 0 ? prev : hashes[j - 1];
-			if (r->payload && !(payloads[j] = json_dumps(
-			                        r->payload, JSON_SORT_KEYS | JSON_COMPACT))) {
+			const char *payload = texts ? texts[i + j] : NULL;
+			if (!texts && r->payload &&
+			    !(payloads[j] =
+			          json_dumps(r->payload, JSON_SORT_KEYS | JSON_COMPACT))) {
 				rc = -EINVAL;
 				goto out;
 			}
-			const char *payload = payloads[j] ? payloads[j] : "{}";
+			if (!payload)
+				payload = payloads[j] ? payloads[j] : "{}";
 			seq++;
 			if ((rc = gh_audit_row_hash(chain, seq, r, payload, prev_j, hashes[j])) < 0)
 				goto out;
@@ -243,17 +246,17 @@ int gh_audit_append(gh_conn_t *c, const char *chain, const gh_audit_rec_t *recs,
 			v[11] = GH_TEXT(hashes[j]);
 		}
 		if (n == 1 && gh_conn_backend(c) == GH_STORE_PG) {
-			/* The common case, one row per state change: row and head in one statement,
-			 * so the head lock that serialises the chain's writers is held one round
-			 * trip less. */
-			rc = gh_conn_exec(
-			    c,
+			/* The common case, one row per state change: row and head in one statement
+			 * (and, at commit, the COMMIT in the same round trip), so the head lock
+			 * that serialises the chain's writers is held one round trip. */
+			static const char sql[] =
 			    "WITH ins AS (INSERT INTO gh_audit (chain, seq, ts_ms, actor, "
 			    "action, entity_type, entity_id, tenant_id, request_id, "
 			    "payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, "
 			    "$8, $9, $10, $11, $12)) "
-			    "UPDATE gh_audit_head SET seq = $2, hash = $12 WHERE chain = $1",
-			    p, NCOLS, NULL);
+			    "UPDATE gh_audit_head SET seq = $2, hash = $12 WHERE chain = $1";
+			rc = commit ? gh_conn_exec_commit(c, sql, p, NCOLS, NULL)
+			            : gh_conn_exec(c, sql, p, NCOLS, NULL);
 			head_done = rc == 0;
 		} else {
 			rc = gh_conn_exec_batch(
@@ -272,10 +275,13 @@ int gh_audit_append(gh_conn_t *c, const char *chain, const gh_audit_rec_t *recs,
 			goto out;
 		memcpy(prev, hashes[k - 1], 65);
 	}
-	if (!head_done)
-		rc =
-		    gh_conn_exec(c, "UPDATE gh_audit_head SET seq = $1, hash = $2 WHERE chain = $3",
-		                 (gh_val_t[]){GH_I64(seq), GH_TEXT(prev), GH_TEXT(chain)}, 3, NULL);
+	if (!head_done) {
+		static const char sql[] =
+		    "UPDATE gh_audit_head SET seq = $1, hash = $2 WHERE chain = $3";
+		gh_val_t v[] = {GH_I64(seq), GH_TEXT(prev), GH_TEXT(chain)};
+		rc = commit ? gh_conn_exec_commit(c, sql, v, 3, NULL)
+		            : gh_conn_exec(c, sql, v, 3, NULL);
+	}
 	if (rc == 0 && last_seq)
 		*last_seq = seq;
 out:
@@ -285,6 +291,134 @@ out:
 	free(hashes);
 	free(p);
 	return rc;
+}
+
+/* ---- appends kept for commit -------------------------------------------------------------- */
+
+typedef struct pend_s {
+	struct pend_s *next;
+	const char *chain;
+	gh_audit_rec_t rec; /* strings copied, payload NULL */
+	char *text;         /* the canonical payload */
+} pend_t;
+
+typedef struct {
+	pend_t *head, **tail;
+	size_t n;
+} pending_t;
+
+static int flush_pending(gh_conn_t *c, pending_t *pd, bool commit);
+
+static int at_commit(gh_conn_t *c, void *data, bool last) { return flush_pending(c, data, last); }
+
+/* Write what the transaction kept, chain by chain in name order (so two transactions lock
+ * chain heads in the same order), each chain's rows in append order. */
+static int flush_pending(gh_conn_t *c, pending_t *pd, bool commit)
+{
+	int rc = 0;
+	gh_audit_rec_t *recs = pd->n ? malloc(pd->n * sizeof(*recs)) : NULL;
+	char **texts = pd->n ? malloc(pd->n * sizeof(*texts)) : NULL;
+	if (pd->n && (!recs || !texts)) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	const char *done = NULL; /* chains up to this name are written */
+	for (;;) {
+		const char *chain = NULL;
+		for (pend_t *e = pd->head; e; e = e->next)
+			if ((!done || strcmp(e->chain, done) > 0) &&
+			    (!chain || strcmp(e->chain, chain) < 0))
+				chain = e->chain;
+		if (!chain)
+			break;
+		size_t k = 0;
+		bool more = false;
+		for (pend_t *e = pd->head; e; e = e->next) {
+			if (strcmp(e->chain, chain) == 0) {
+				recs[k] = e->rec;
+				texts[k++] = e->text;
+			} else if (strcmp(e->chain, chain) > 0) {
+				more = true;
+			}
+		}
+		if ((rc = append_now(c, chain, recs, texts, k, NULL, commit && !more)) < 0)
+			break;
+		done = chain;
+	}
+out:
+	free(recs);
+	free(texts);
+	if (rc == 0) {
+		pd->head = NULL;
+		pd->tail = &pd->head;
+		pd->n = 0;
+	}
+	return rc;
+}
+
+static int keep(pending_t *pd, const char *chain, const gh_audit_rec_t *r)
+{
+	pend_t *e = talloc_zero(pd, pend_t);
+	if (!e)
+		return -ENOMEM;
+	e->chain = talloc_strdup(e, chain);
+	e->rec =
+	    (gh_audit_rec_t){.ts_ms = r->ts_ms,
+	                     .actor = talloc_strdup(e, r->actor),
+	                     .action = talloc_strdup(e, r->action),
+	                     .entity_type = talloc_strdup(e, r->entity_type),
+	                     .entity_id = talloc_strdup(e, r->entity_id),
+	                     .tenant_id = r->tenant_id ? talloc_strdup(e, r->tenant_id) : NULL,
+	                     .request_id = r->request_id ? talloc_strdup(e, r->request_id) : NULL};
+	char *text = r->payload ? json_dumps(r->payload, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+	e->text = talloc_strdup(e, text ? text : "{}");
+	free(text);
+	if (!e->chain || !e->rec.actor || !e->rec.action || !e->rec.entity_type ||
+	    !e->rec.entity_id || (r->tenant_id && !e->rec.tenant_id) ||
+	    (r->request_id && !e->rec.request_id) || !e->text) {
+		talloc_free(e);
+		return -ENOMEM;
+	}
+	if (r->payload && !text) {
+		talloc_free(e);
+		return -EINVAL;
+	}
+	if (!pd->tail)
+		pd->tail = &pd->head;
+	*pd->tail = e;
+	pd->tail = &e->next;
+	pd->n++;
+	return 0;
+}
+
+int gh_audit_append(gh_conn_t *c, const char *chain, const gh_audit_rec_t *recs, size_t n,
+                    int64_t *last_seq)
+{
+	if (!gh_conn_in_tx(c) || !chain || !*chain)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		const gh_audit_rec_t *r = &recs[i];
+		if (!r->actor || !r->action || !r->entity_type || !r->entity_id)
+			return -EINVAL;
+	}
+	if (n == 0 && !last_seq)
+		return 0;
+	pending_t *pd = NULL;
+	if (n <= DEFER_MAX && !last_seq && (pd = gh_conn_commit_data(c, at_commit, sizeof(*pd)))) {
+		for (size_t i = 0; i < n; i++) {
+			int rc = keep(pd, chain, &recs[i]);
+			if (rc < 0)
+				return rc;
+		}
+		return 0;
+	}
+	/* Written now: what the transaction kept goes first, so the chain keeps append order. */
+	if ((pd = gh_conn_commit_data(c, at_commit, 0)) && pd->n) {
+		int rc = flush_pending(c, pd, false);
+		if (rc < 0)
+			return rc;
+	}
+	return append_now(c, chain, recs, NULL, n, last_seq, false);
 }
 
 enum { VERIFY_PAGE = 5000 };

@@ -51,6 +51,21 @@ static char *envelope(const gh_event_t *ev, const char *id, int64_t seq)
 /* Rows per gh_conn_exec_batch: bounds the memory of one call whatever n is. */
 enum { ADD_CHUNK = 256, ADD_NCOLS = 6 };
 
+/* Up to this many rows go in one multi-row INSERT; more in a batch. */
+enum { MULTI_MAX = 8 };
+
+/* INSERT_SQL with k rows of parameters: VALUES ($1, .. $6), ($7, .. $12), ... */
+static void multi_insert_sql(char *out, size_t size, size_t k)
+{
+	const char *values = strstr(INSERT_SQL, "VALUES");
+	int o = snprintf(out, size, "%.*sVALUES ", (int)(values - INSERT_SQL), INSERT_SQL);
+	for (size_t r = 0; r < k && o > 0 && (size_t)o < size; r++) {
+		int b = (int)r * ADD_NCOLS;
+		o += snprintf(out + o, size - (size_t)o, "%s($%d, $%d, $%d, $%d, $%d, $%d)",
+		              r ? ", " : "", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6);
+	}
+}
+
 int gh_outbox_add_many(gh_conn_t *c, const gh_event_t *evs, size_t n, char (*event_ids)[37],
                        int64_t *aggregate_seqs)
 {
@@ -111,9 +126,14 @@ int gh_outbox_add_many(gh_conn_t *c, const gh_event_t *evs, size_t n, char (*eve
 			v[4] = GH_TEXT(texts[j]);
 			v[5] = GH_I64(ev->time_ms);
 		}
-		if (rc == 0)
-			rc = k == 1 ? gh_conn_exec(c, INSERT_SQL, p, ADD_NCOLS, NULL)
-			            : gh_conn_exec_batch(c, INSERT_SQL, p, ADD_NCOLS, k, NULL);
+		if (rc == 0 && k <= MULTI_MAX) {
+			/* a transition's few events: one multi-row INSERT, one statement */
+			char sql[sizeof(INSERT_SQL) + MULTI_MAX * 48];
+			multi_insert_sql(sql, sizeof sql, k);
+			rc = gh_conn_exec(c, sql, p, (int)k * ADD_NCOLS, NULL);
+		} else if (rc == 0) {
+			rc = gh_conn_exec_batch(c, INSERT_SQL, p, ADD_NCOLS, k, NULL);
+		}
 		for (size_t j = 0; j < k; j++) {
 			free(texts[j]);
 			texts[j] = NULL;
@@ -164,6 +184,7 @@ struct gh_outbox_relay_s {
 	gh_bus_t *bus;
 	gh_outbox_relay_opts_t o;
 	char *lease_name, *holder;
+	int64_t lease_renew_ms; /* held until at least a third of the TTL from here: renew then */
 	gh_counter_t *m_published, *m_errors;
 	gh_gauge_t *m_pending, *m_lag_ms;
 	int64_t last_cleanup_ms;
@@ -226,19 +247,25 @@ static int mark(gh_outbox_relay_t *r, const row_t *rows, size_t n, int64_t now_m
 	int rc = gh_store_acquire(r->store, 5000, &c);
 	if (rc < 0)
 		return rc;
-	gh_val_t *p = malloc(n * 2 * sizeof(*p));
-	if (!p) {
+	/* Exact ids, never a range (a row with a lower id may still be uncommitted), in one
+	 * statement: a PostgreSQL array literal "{1,2}" or a JSON array "[1,2]" for SQLite. */
+	bool pg = gh_conn_backend(c) == GH_STORE_PG;
+	char *ids = malloc(n * 21 + 3), *o = ids;
+	if (!ids) {
 		gh_store_release(c);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < n; i++) {
-		p[2 * i] = GH_I64(now_ms);
-		p[2 * i + 1] = GH_I64(rows[i].id);
-	}
-	/* exact ids, never a range: a row with a lower id may still be uncommitted */
-	rc = gh_conn_exec_batch(c, "UPDATE gh_outbox SET published_ms = $1 WHERE id = $2", p, 2, n,
-	                        NULL);
-	free(p);
+	*o++ = pg ? '{' : '[';
+	for (size_t i = 0; i < n; i++)
+		o += sprintf(o, "%s%lld", i ? "," : "", (long long)rows[i].id);
+	*o++ = pg ? '}' : ']';
+	*o = '\0';
+	rc = gh_conn_exec(c,
+	                  pg ? "UPDATE gh_outbox SET published_ms = $1 WHERE id = ANY($2::bigint[])"
+	                     : "UPDATE gh_outbox SET published_ms = $1 WHERE id IN "
+	                       "(SELECT value FROM json_each($2))",
+	                  (gh_val_t[]){GH_I64(now_ms), GH_TEXT(ids)}, 2, NULL);
+	free(ids);
 	if (rc == 0 && r->o.retention_ms >= 0 && now_ms - r->last_cleanup_ms > 60000) {
 		r->last_cleanup_ms = now_ms;
 		rc = gh_conn_exec(c,
@@ -331,7 +358,16 @@ static void *relay_main(void *arg)
 		if (r->lease_name) {
 			int64_t now = gh_clock_now_ms(r->o.clock);
 			int64_t ttl = r->o.poll_ms * 20 > 5000 ? r->o.poll_ms * 20 : 5000;
-			if (gh_lease_try(r->store, r->lease_name, r->holder, now, ttl) != 0) {
+			/* Renewed when a third of the TTL has passed, not every round: two thirds
+			 * of it are still ours then, so no other replica can take it over. */
+			int held = now < r->lease_renew_ms && now >= r->lease_renew_ms - ttl / 3;
+			if (!held &&
+			    gh_lease_try(r->store, r->lease_name, r->holder, now, ttl) == 0) {
+				held = 1;
+				r->lease_renew_ms = now + ttl / 3;
+			}
+			if (!held) {
+				r->lease_renew_ms = 0;
 				/* another replica relays and reports the lag; ours would be the
 				 * frozen value of the last round this replica held the lease */
 				gh_gauge_set(r->m_pending, 0);

@@ -83,8 +83,18 @@ void gh__conn_seterr(gh_conn_t *c, const char *fmt, ...)
 
 /* ---- pool ---- */
 
+/* The transaction ended (commit, rollback, lost connection): its commit work goes. */
+static void tx_end(gh_conn_t *c)
+{
+	c->nhooks = 0;
+	c->ended_by_hook = false;
+	TALLOC_FREE(c->tx_ctx);
+}
+
 static void conn_close_handle(gh_conn_t *c)
 {
+	tx_end(c);
+	c->pending_begin = NULL;
 	if (!c->open)
 		return;
 	talloc_free_children(c->rows_ctx);
@@ -288,6 +298,7 @@ void gh_store_release(gh_conn_t *c)
 		if (s->be->rollback(c) < 0)
 			c->broken = true;
 	}
+	tx_end(c);
 	pthread_mutex_lock(&s->mu);
 	c->checked_out = false;
 	c->next_idle = s->idle;
@@ -477,18 +488,81 @@ void gh_rows_close(gh_rows_t *r) { talloc_free(r); }
 int gh_conn_begin(gh_conn_t *c, int flags)
 {
 	int rc = conn_usable(c, NULL, 0);
+	tx_end(c);
 	return rc < 0 ? rc : c->store->be->begin(c, flags);
+}
+
+void *gh_conn_commit_data(gh_conn_t *c, gh_commit_hook_fn fn, size_t size)
+{
+	if (!c->open || c->broken || !c->store->be->in_tx(c))
+		return NULL;
+	for (int i = 0; i < c->nhooks; i++)
+		if (c->hooks[i].fn == fn)
+			return c->hooks[i].data;
+	if (size == 0 || c->nhooks == GH__HOOKS_MAX)
+		return NULL;
+	if (!c->tx_ctx && !(c->tx_ctx = talloc_new(c)))
+		return NULL;
+	void *data = talloc_zero_size(c->tx_ctx, size);
+	if (!data)
+		return NULL;
+	c->hooks[c->nhooks].fn = fn;
+	c->hooks[c->nhooks].data = data;
+	c->nhooks++;
+	return data;
+}
+
+int gh_conn_exec_commit(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
+                        int64_t *rows_affected)
+{
+	int64_t n = 0;
+	int rc = conn_usable(c, params, nparams);
+	if (rc < 0)
+		return rc;
+	if (!c->store->be->in_tx(c))
+		return -EINVAL;
+	if (c->store->be->exec_commit) {
+		rc = c->store->be->exec_commit(c, sql, params, nparams, &n);
+	} else {
+		rc = c->store->be->exec(c, sql, params, nparams, &n);
+		if (rc == 0)
+			rc = c->store->be->commit(c);
+	}
+	if (rc == 0) {
+		c->ended_by_hook = true;
+		if (rows_affected)
+			*rows_affected = n;
+	}
+	return rc;
 }
 
 int gh_conn_commit(gh_conn_t *c)
 {
 	int rc = conn_usable(c, NULL, 0);
-	return rc < 0 ? rc : c->store->be->commit(c);
+	if (rc < 0)
+		return rc;
+	/* Commit work first, in registration order; only the last may end the transaction
+	 * itself (gh_conn_exec_commit). A failure leaves the transaction open to roll back. */
+	for (int i = 0; i < c->nhooks && rc == 0; i++) {
+		if (c->ended_by_hook) {
+			gh__conn_seterr(c, "commit work after the transaction was committed");
+			rc = -EINVAL;
+			break;
+		}
+		rc = c->hooks[i].fn(c, c->hooks[i].data, i == c->nhooks - 1);
+	}
+	if (rc < 0)
+		return rc;
+	if (!c->ended_by_hook)
+		rc = c->store->be->commit(c);
+	tx_end(c);
+	return rc;
 }
 
 int gh_conn_rollback(gh_conn_t *c)
 {
 	int rc = conn_usable(c, NULL, 0);
+	tx_end(c);
 	return rc < 0 ? rc : c->store->be->rollback(c);
 }
 

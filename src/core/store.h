@@ -22,6 +22,7 @@
 #ifndef GH_STORE_H
 #define GH_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -151,6 +152,23 @@ int gh_conn_begin(gh_conn_t *c, int flags);
 int gh_conn_commit(gh_conn_t *c);
 int gh_conn_rollback(gh_conn_t *c);
 int gh_conn_in_tx(const gh_conn_t *c);
+
+/* Work deferred to commit. gh_conn_commit runs each registered hook, in registration order,
+ * before it commits; the last one (last = true) may end the transaction itself with
+ * gh_conn_exec_commit, so its final statement and the COMMIT share one round trip on
+ * PostgreSQL. A hook's error fails the commit and leaves the transaction open for the
+ * caller's rollback (gh_store_tx retries on -EAGAIN as for any statement). Hooks and their
+ * data are dropped when the transaction ends either way. */
+typedef int (*gh_commit_hook_fn)(gh_conn_t *c, void *data, bool last);
+/* The zeroed per-transaction data of fn, registering fn on the first call of the transaction
+ * (size > 0); with size 0 only the existing data. NULL outside a transaction, on ENOMEM, or
+ * when the transaction has its maximum of 4 hooks. The data is a talloc chunk: what is
+ * allocated under it goes with it. */
+void *gh_conn_commit_data(gh_conn_t *c, gh_commit_hook_fn fn, size_t size);
+/* Run one statement then COMMIT: on PostgreSQL one pipeline, one round trip. On an error of
+ * the statement the transaction stays open (aborted) for the caller's rollback. */
+int gh_conn_exec_commit(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
+                        int64_t *rows_affected);
 
 typedef int (*gh_tx_fn)(gh_conn_t *c, void *ud);
 typedef struct gh_tx_opts_s {

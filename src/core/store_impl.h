@@ -35,6 +35,7 @@ typedef struct gh__stmt_s {
 	};
 } gh__stmt_t;
 
+#define GH__HOOKS_MAX    4
 #define GH__STMT_BUCKETS 128
 #define GH__STMT_MAX     512
 
@@ -55,6 +56,18 @@ struct gh_conn_s {
 		struct sqlite3 *db;
 		struct pg_conn *pg;
 	};
+	/* PostgreSQL: the BEGIN of the open transaction, not sent yet; it goes out in one
+	 * pipeline with the transaction's first statement (one round trip less). */
+	const char *pending_begin;
+	/* Work run at commit (gh_conn_at_commit), and the memory it lives in until the
+	 * transaction ends. */
+	struct {
+		gh_commit_hook_fn fn;
+		void *data;
+	} hooks[GH__HOOKS_MAX];
+	int nhooks;
+	void *tx_ctx;
+	bool ended_by_hook; /* a hook committed with gh_conn_exec_commit */
 	char errmsg[512];
 };
 
@@ -88,6 +101,9 @@ struct gh__backend_s {
 	int (*query)(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, gh_rows_t *rows);
 	int (*begin)(gh_conn_t *c, int flags);
 	int (*commit)(gh_conn_t *c);
+	/* Run one statement and COMMIT (one round trip on PostgreSQL). */
+	int (*exec_commit)(gh_conn_t *c, const char *sql, const gh_val_t *p, int n,
+	                   int64_t *affected);
 	int (*rollback)(gh_conn_t *c);
 	bool (*in_tx)(const gh_conn_t *c);
 	int (*rows_next)(gh_rows_t *r);

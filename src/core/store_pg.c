@@ -219,8 +219,103 @@ static int pg_prepare(gh_conn_t *c, const char *sql, const char *sig, int n, con
 	return 0;
 }
 
-/* Run sql with one parameter row; *res gets the successful result. */
-static int pg_run(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, PGresult **res)
+static int64_t cmd_tuples(PGresult *r);
+
+/* The pipeline's results of one query: 0 with *keep (may be NULL: cleared) the result,
+ * skipping a query aborted by an earlier error (-ECANCELED), or the error. */
+static int pipe_result(gh_conn_t *c, PGresult **keep)
+{
+	PGresult *r = PQgetResult(c->pg);
+	int rc = 0;
+	if (!r)
+		return pg_fail(c, NULL);
+	ExecStatusType s = PQresultStatus(r);
+	if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+		if (keep)
+			*keep = r;
+		else
+			PQclear(r);
+	} else if (s == PGRES_PIPELINE_ABORTED) {
+		PQclear(r);
+		rc = -ECANCELED;
+	} else {
+		rc = pg_fail(c, r);
+	}
+	if (!c->broken) /* each query's results end with a NULL */
+		while ((r = PQgetResult(c->pg)))
+			PQclear(r);
+	return rc;
+}
+
+/* One round trip: the pending BEGIN (if any), the statement, and COMMIT when `commit`. *res
+ * gets the statement's result; *committed whether COMMIT ran (and did not turn into ROLLBACK).
+ * On an error the transaction stays open, aborted, for the caller's ROLLBACK. */
+static int pg_pipe(gh_conn_t *c, gh__stmt_t *st, const char *sql, int n, const pg_params_t *pp,
+                   bool commit, PGresult **res, bool *committed)
+{
+	const char *begin = c->pending_begin;
+	c->pending_begin = NULL;
+	*res = NULL;
+	if (committed)
+		*committed = false;
+	if (!PQenterPipelineMode(c->pg))
+		return pg_fail(c, NULL);
+	bool sent = (!begin || PQsendQueryParams(c->pg, begin, 0, NULL, NULL, NULL, NULL, 0)) &&
+	            (st ? PQsendQueryPrepared(c->pg, st->pg.name, n, pp->values, pp->lengths,
+	                                      pp->formats, 0)
+	                : PQsendQueryParams(c->pg, sql, n, pp->types, pp->values, pp->lengths,
+	                                    pp->formats, 0)) &&
+	            (!commit || PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) &&
+	            PQpipelineSync(c->pg);
+	if (!sent) {
+		int rc = pg_fail(c, NULL);
+		c->broken = true; /* results half sent: the handle is not reusable */
+		return rc < 0 ? rc : -EIO;
+	}
+	int rc = 0, e;
+	if (begin && (e = pipe_result(c, NULL)) < 0)
+		rc = e;
+	if (!c->broken && (e = pipe_result(c, res)) < 0 && rc == 0)
+		rc = e;
+	if (!c->broken && commit) {
+		PGresult *cr = NULL;
+		if ((e = pipe_result(c, &cr)) < 0 && rc == 0)
+			rc = e;
+		if (cr) {
+			/* COMMIT of an aborted transaction "succeeds" as ROLLBACK */
+			if (strcmp(PQcmdStatus(cr), "ROLLBACK") == 0 && rc == 0) {
+				gh__conn_seterr(
+				    c, "transaction aborted by an earlier error; rolled back");
+				rc = -EINVAL;
+			} else if (committed) {
+				*committed = true;
+			}
+			PQclear(cr);
+		}
+	}
+	if (!c->broken) {
+		PGresult *r = PQgetResult(c->pg);
+		if (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
+			e = pg_fail(c, r);
+			if (rc == 0)
+				rc = e;
+		} else {
+			PQclear(r);
+		}
+	}
+	if (!c->broken && !PQexitPipelineMode(c->pg) && rc == 0)
+		rc = pg_fail(c, NULL);
+	if (rc < 0 && *res) {
+		PQclear(*res);
+		*res = NULL;
+	}
+	return rc;
+}
+
+/* Run sql with one parameter row, then COMMIT when `commit`; *res gets the successful
+ * result. */
+static int pg_run2(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, bool commit,
+                   PGresult **res, bool *committed)
 {
 	*res = NULL;
 	void *tmp = talloc_new(NULL);
@@ -241,6 +336,10 @@ static int pg_run(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, PGres
 	gh__stmt_t *st;
 	if ((rc = pg_prepare(c, sql, sig, n, pp.types, &st)) < 0)
 		goto out;
+	if (c->pending_begin || commit) {
+		rc = pg_pipe(c, st, sql, n, &pp, commit, res, committed);
+		goto out;
+	}
 	PGresult *r;
 	if (st) {
 		r = PQexecPrepared(c->pg, st->pg.name, n, pp.values, pp.lengths, pp.formats, 0);
@@ -258,6 +357,11 @@ out:
 	return rc;
 }
 
+static int pg_run(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, PGresult **res)
+{
+	return pg_run2(c, sql, p, n, false, res, NULL);
+}
+
 static int64_t cmd_tuples(PGresult *r)
 {
 	const char *t = PQcmdTuples(r);
@@ -273,6 +377,19 @@ static int pg_exec(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, int6
 	*affected = cmd_tuples(r);
 	PQclear(r);
 	return 0;
+}
+
+static int pg_exec_commit(gh_conn_t *c, const char *sql, const gh_val_t *p, int n,
+                          int64_t *affected)
+{
+	PGresult *r;
+	bool committed = false;
+	int rc = pg_run2(c, sql, p, n, true, &r, &committed);
+	if (rc < 0)
+		return rc;
+	*affected = cmd_tuples(r);
+	PQclear(r);
+	return committed ? 0 : -EIO;
 }
 
 /* Read the results of k pipelined queries and the sync that follows them. The first error
@@ -363,7 +480,17 @@ static int pg_exec_batch(gh_conn_t *c, const char *sql, const gh_val_t *p, int n
 	}
 	for (size_t done = 0; done < nrows && rc == 0;) {
 		size_t k = nrows - done < PG_BATCH_CHUNK ? nrows - done : PG_BATCH_CHUNK;
-		size_t sent = 0;
+		size_t sent = 0, extra = 0;
+		if (c->pending_begin) { /* the transaction's BEGIN goes first in the pipeline */
+			const char *begin = c->pending_begin;
+			c->pending_begin = NULL;
+			if (!PQsendQueryParams(c->pg, begin, 0, NULL, NULL, NULL, NULL, 0)) {
+				rc = pg_fail(c, NULL);
+				c->broken = true;
+				goto out;
+			}
+			extra = 1;
+		}
 		for (; sent < k; sent++) {
 			if ((rc = pg_encode(c, p + (done + sent) * (size_t)n, n, &pp)) < 0)
 				break;
@@ -379,7 +506,7 @@ static int pg_exec_batch(gh_conn_t *c, const char *sql, const gh_val_t *p, int n
 			rc = pg_fail(c, NULL);
 			goto out;
 		}
-		int e = pg_pipeline_collect(c, sent, affected);
+		int e = pg_pipeline_collect(c, sent + extra, affected);
 		if (c->broken)
 			goto out;
 		if (rc == 0)
@@ -395,6 +522,13 @@ out:
 
 static int pg_simple(gh_conn_t *c, const char *sql, PGresult **keep)
 {
+	if (c->pending_begin) {
+		const char *begin = c->pending_begin;
+		c->pending_begin = NULL;
+		int rc = pg_simple(c, begin, NULL);
+		if (rc < 0)
+			return rc;
+	}
 	PGresult *r = PQexec(c->pg, sql);
 	ExecStatusType s = PQresultStatus(r);
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_EMPTY_QUERY)
@@ -428,11 +562,17 @@ static int pg_begin(gh_conn_t *c, int flags)
 		                          : "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY";
 	else if (!(flags & GH_TX_WRITE))
 		sql = "BEGIN READ ONLY";
-	return pg_simple(c, sql, NULL);
+	/* sent with the transaction's first statement (pg_pipe, pg_exec_batch, pg_simple) */
+	c->pending_begin = sql;
+	return 0;
 }
 
 static int pg_commit(gh_conn_t *c)
 {
+	if (c->pending_begin) { /* nothing was sent: nothing to commit */
+		c->pending_begin = NULL;
+		return 0;
+	}
 	bool failed = PQtransactionStatus(c->pg) == PQTRANS_INERROR;
 	PGresult *r = NULL;
 	int rc = pg_simple(c, "COMMIT", &r);
@@ -448,10 +588,19 @@ static int pg_commit(gh_conn_t *c)
 	return 0;
 }
 
-static int pg_rollback(gh_conn_t *c) { return pg_simple(c, "ROLLBACK", NULL); }
+static int pg_rollback(gh_conn_t *c)
+{
+	if (c->pending_begin) {
+		c->pending_begin = NULL;
+		return 0;
+	}
+	return pg_simple(c, "ROLLBACK", NULL);
+}
 
 static bool pg_in_tx(const gh_conn_t *c)
 {
+	if (c->pending_begin)
+		return true;
 	PGTransactionStatusType t = PQtransactionStatus(c->pg);
 	return t == PQTRANS_INTRANS || t == PQTRANS_INERROR || t == PQTRANS_ACTIVE;
 }
@@ -533,6 +682,7 @@ const gh__backend_t gh__store_pg = {
     .query = pg_query,
     .begin = pg_begin,
     .commit = pg_commit,
+    .exec_commit = pg_exec_commit,
     .rollback = pg_rollback,
     .in_tx = pg_in_tx,
     .rows_next = pg_rows_next,

@@ -687,36 +687,7 @@ static int transition_fn(gh_conn_t *c, void *ud)
 	if (n == 0)
 		return conflict(t, c, -1);
 
-	/* 2. the pool: held counters under the quota, live reservations under their limit, in one
-	 * conditional UPDATE (target is the holder whenever there is one). Its row lock, held until
-	 * commit, orders the transitions of one tenant and it tests the latest committed counters,
-	 * so concurrent transactions cannot overrun a quota (no write skew). */
-	int64_t dh = entering ? 1 : leaving ? -1 : 0;
-	int64_t dr = ((tr.flags & NUM_TF_RESERVATION_OPEN) ? 1 : 0) -
-	             ((tr.flags & NUM_TF_RESERVATION_CLOSE) && holder ? 1 : 0);
-	if ((dh || dr) && target) {
-		int64_t n_pool;
-		if ((rc = gh_conn_exec(c, pool_delta_sql[cur->kind],
-		                       (gh_val_t[]){GH_TEXT(target), GH_I64(dh), GH_I64(dr)}, 3,
-		                       &n_pool)) < 0)
-			return rc;
-		if (n_pool == 0 && (dh > 0 || dr > 0)) {
-			/* which limit: read the pool as the UPDATE saw it (the failure path only)
-			 */
-			pool_t now_pool;
-			if ((rc = load_pool(c, target, &now_pool)) < 0)
-				return rc;
-			if (!now_pool.exists)
-				return precondition(t, "pool_missing",
-				                    "the tenant has no number pool");
-			if (dh > 0 && now_pool.held[cur->kind] + dh > now_pool.quota[cur->kind])
-				return quota_exceeded(t, kind_col[cur->kind],
-				                      now_pool.quota[cur->kind]);
-			return quota_exceeded(t, "max_reservations", now_pool.max_reservations);
-		}
-	}
-
-	/* 3. reservations, leases, quarantine records */
+	/* 2. reservations, leases, quarantine records */
 	const int64_t now = req->now_ms, key = (int64_t)req->key;
 	const char *act = num_action_name(req->action);
 	if (tr.flags & NUM_TF_RESERVATION_CLOSE &&
@@ -781,7 +752,7 @@ static int transition_fn(gh_conn_t *c, void *ud)
 			return rc;
 	}
 
-	/* 4. the number after, built from what was written (no read-back) */
+	/* 3. the number after, built from what was written (no read-back) */
 	num_number_t *after = &t->after;
 	*after = *cur;
 	after->state = tr.to;
@@ -835,13 +806,46 @@ static int transition_fn(gh_conn_t *c, void *ud)
 		after->previous_tenant_id[0] = '\0';
 	}
 
-	/* 5. events, then the audit row last: the chain head's row lock serialises every
-	 * transition of the repository, so it is taken as late (held as briefly) as possible */
+	/* 4. events */
 	const char *tenant = new_holder ? new_holder : holder;
 	rc = add_events(c, after, tr.events, 2, tenant, req->actor, req->request_id,
 	                req->traceparent, now);
 	if (rc < 0)
 		return rc;
+
+	/* 5. the pool: held counters under the quota, live reservations under their limit, in one
+	 * conditional UPDATE (target is the holder whenever there is one). Its row lock, held until
+	 * commit, orders the transitions of one tenant and it tests the latest committed counters,
+	 * so concurrent transactions cannot overrun a quota (no write skew). All of one tenant's
+	 * transitions queue on that lock, so it is taken late: only the audit row comes after. */
+	int64_t dh = entering ? 1 : leaving ? -1 : 0;
+	int64_t dr = ((tr.flags & NUM_TF_RESERVATION_OPEN) ? 1 : 0) -
+	             ((tr.flags & NUM_TF_RESERVATION_CLOSE) && holder ? 1 : 0);
+	if ((dh || dr) && target) {
+		int64_t n_pool;
+		if ((rc = gh_conn_exec(c, pool_delta_sql[cur->kind],
+		                       (gh_val_t[]){GH_TEXT(target), GH_I64(dh), GH_I64(dr)}, 3,
+		                       &n_pool)) < 0)
+			return rc;
+		if (n_pool == 0 && (dh > 0 || dr > 0)) {
+			/* which limit: read the pool as the UPDATE saw it (the failure path only)
+			 */
+			pool_t now_pool;
+			if ((rc = load_pool(c, target, &now_pool)) < 0)
+				return rc;
+			if (!now_pool.exists)
+				return precondition(t, "pool_missing",
+				                    "the tenant has no number pool");
+			if (dh > 0 && now_pool.held[cur->kind] + dh > now_pool.quota[cur->kind])
+				return quota_exceeded(t, kind_col[cur->kind],
+				                      now_pool.quota[cur->kind]);
+			return quota_exceeded(t, "max_reservations", now_pool.max_reservations);
+		}
+	}
+
+	/* 6. the audit row, kept for commit (gh_audit_append): the chain head's row lock
+	 * serialises every transition of the repository; it is taken at commit, its row and the
+	 * COMMIT in one round trip. */
 	json_t *payload = json_pack("{s:s, s:s, s:s, s:I}", "from", num_state_name(cur->state),
 	                            "to", num_state_name(tr.to), "role", num_role_name(t->role),
 	                            "version", (json_int_t)after->version);

@@ -1,7 +1,9 @@
 /* audit: chain appends and verification on SQLite and PostgreSQL, and the tamper cases:
  * edit, delete, insert, reorder and a truncated tail are each found at the right row. */
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +204,68 @@ static void test_append_outside_tx_refused(void **state)
 	});
 }
 
+/* Small appends are written at commit; a big one in the same transaction is written at once,
+ * after what the transaction kept, so each chain keeps the order of the calls. */
+typedef struct {
+	bool fail; /* fail after the appends: they must vanish with the rollback */
+} mixed_arg_t;
+
+static int mixed_tx(gh_conn_t *c, void *ud)
+{
+	mixed_arg_t *m = ud;
+	gh_audit_rec_t one = {
+	    .ts_ms = 1, .actor = "a", .action = "first", .entity_type = "t", .entity_id = "1"};
+	gh_audit_rec_t many[20];
+	for (int i = 0; i < 20; i++)
+		many[i] = (gh_audit_rec_t){.ts_ms = 2,
+		                           .actor = "a",
+		                           .action = "bulk",
+		                           .entity_type = "t",
+		                           .entity_id = "2"};
+	gh_audit_rec_t last = {
+	    .ts_ms = 3, .actor = "a", .action = "last", .entity_type = "t", .entity_id = "3"};
+	int64_t seq = 0;
+	int rc;
+	if ((rc = gh_audit_append(c, "zz-second", &one, 1, NULL)) < 0 ||
+	    (rc = gh_audit_append(c, "aa-first", &one, 1, NULL)) < 0 ||
+	    (rc = gh_audit_append(c, "aa-first", many, 20, &seq)) < 0 ||
+	    (rc = gh_audit_append(c, "aa-first", &last, 1, NULL)) < 0)
+		return rc;
+	if (seq != 21) /* the kept row went first: 1, then 2..21 */
+		return -EPROTO;
+	return m->fail ? -ECANCELED : 0;
+}
+
+static void test_kept_appends_keep_call_order_and_roll_back(void **state)
+{
+	EACH_BACKEND({
+		gh_tx_opts_t w = {.flags = GH_TX_WRITE, .max_attempts = 1};
+		mixed_arg_t m = {.fail = true};
+		assert_int_equal(gh_store_tx(fx.store, mixed_tx, &m, &w), -ECANCELED);
+		gh_audit_verify_t v;
+		assert_int_equal(gh_audit_verify(fx.store, "aa-first", &v), 0);
+		assert_int_equal(v.rows, 0);
+		assert_int_equal(gh_audit_verify(fx.store, "zz-second", &v), 0);
+		assert_int_equal(v.rows, 0);
+		m.fail = false;
+		assert_int_equal(gh_store_tx(fx.store, mixed_tx, &m, &w), 0);
+		assert_int_equal(gh_audit_verify(fx.store, "aa-first", &v), 0);
+		assert_true(v.ok);
+		assert_int_equal(v.rows, 22);
+		assert_int_equal(gh_audit_verify(fx.store, "zz-second", &v), 0);
+		assert_true(v.ok);
+		assert_int_equal(v.rows, 1);
+		assert_int_equal(gh_test_query_i64(fx.store,
+		                                   "SELECT seq FROM gh_audit WHERE chain = "
+		                                   "'aa-first' AND action = 'last'"),
+		                 22);
+		assert_int_equal(gh_test_query_i64(fx.store,
+		                                   "SELECT seq FROM gh_audit WHERE chain = "
+		                                   "'aa-first' AND action = 'first'"),
+		                 1);
+	});
+}
+
 typedef struct {
 	fx_t *fx;
 	int base;
@@ -252,6 +316,7 @@ int main(void)
 	    cmocka_unit_test(test_inserted_row_found),
 	    cmocka_unit_test(test_append_outside_tx_refused),
 	    cmocka_unit_test(test_concurrent_appends_keep_one_chain),
+	    cmocka_unit_test(test_kept_appends_keep_call_order_and_roll_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

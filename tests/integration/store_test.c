@@ -1,5 +1,6 @@
 /* store under load and failure, on SQLite and a real PostgreSQL: concurrent transactions with
  * the retry helper, pool exhaustion, a PostgreSQL backend killed under and between uses. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -124,6 +125,154 @@ static void test_tx_helper_bounds_retries_and_rolls_back(void **state)
 	                             &(gh_tx_opts_t){.flags = GH_TX_WRITE, .max_attempts = 3}),
 	                 -EAGAIN);
 	assert_int_equal(runs, 3);
+}
+
+/* ---- commit work and the one-round-trip commit ---- */
+
+typedef struct hook_log_s {
+	char order[8];
+	int n;
+	int fail_at;      /* hook number (1-based) that fails; 0 none */
+	bool end_in_last; /* the last hook commits with gh_conn_exec_commit */
+} hook_log_t;
+
+static int hook_run(gh_conn_t *c, hook_log_t *h, char tag, bool last)
+{
+	h->order[h->n++] = tag;
+	if (h->fail_at == h->n)
+		return -EIO;
+	char sql[64];
+	snprintf(sql, sizeof sql, "INSERT INTO hooked (tag) VALUES ('%c')", tag);
+	if (last && h->end_in_last)
+		return gh_conn_exec_commit(c, sql, NULL, 0, NULL);
+	return gh_conn_exec(c, sql, NULL, 0, NULL);
+}
+
+static int hook_a(gh_conn_t *c, void *data, bool last)
+{
+	return hook_run(c, *(hook_log_t **)data, 'a', last);
+}
+
+static int hook_b(gh_conn_t *c, void *data, bool last)
+{
+	return hook_run(c, *(hook_log_t **)data, 'b', last);
+}
+
+static int with_hooks(gh_conn_t *c, void *ud)
+{
+	hook_log_t **a = gh_conn_commit_data(c, hook_a, sizeof(*a));
+	hook_log_t **b = gh_conn_commit_data(c, hook_b, sizeof(*b));
+	if (!a || !b)
+		return -ENOMEM;
+	*a = *b = ud;
+	/* the same hook again: the same data, registered once */
+	if (gh_conn_commit_data(c, hook_a, sizeof(*a)) != a ||
+	    gh_conn_commit_data(c, hook_a, 0) != a)
+		return -EINVAL;
+	return gh_conn_exec(c, "INSERT INTO hooked (tag) VALUES ('t')", NULL, 0, NULL);
+}
+
+static void test_commit_hooks_run_in_order_and_fail_closed(void **state)
+{
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_exec(s, "CREATE TABLE hooked (tag TEXT NOT NULL)");
+	gh_tx_opts_t w = {.flags = GH_TX_WRITE, .max_attempts = 1};
+
+	/* outside a transaction there is nothing to attach to */
+	gh_conn_t *c;
+	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
+	assert_null(gh_conn_commit_data(c, hook_a, 8));
+	gh_store_release(c);
+
+	/* both hooks, in registration order, after the transaction's own statement */
+	hook_log_t h = {0};
+	assert_int_equal(gh_store_tx(s, with_hooks, &h, &w), 0);
+	assert_string_equal(h.order, "ab");
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM hooked"), 3);
+
+	/* the last hook ends the transaction itself: statement and COMMIT together */
+	h = (hook_log_t){.end_in_last = true};
+	assert_int_equal(gh_store_tx(s, with_hooks, &h, &w), 0);
+	assert_string_equal(h.order, "ab");
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM hooked"), 6);
+
+	/* a failing hook fails the commit: nothing of the transaction remains */
+	h = (hook_log_t){.fail_at = 2, .end_in_last = true};
+	assert_int_equal(gh_store_tx(s, with_hooks, &h, &w), -EIO);
+	assert_string_equal(h.order, "ab");
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM hooked"), 6);
+
+	/* hooks end with their transaction: the next one on the connection runs none */
+	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_null(gh_conn_commit_data(c, hook_a, 0));
+	assert_int_equal(gh_conn_exec(c, "INSERT INTO hooked (tag) VALUES ('x')", NULL, 0, NULL),
+	                 0);
+	assert_int_equal(gh_conn_commit(c), 0);
+	gh_store_release(c);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM hooked"), 7);
+}
+
+static void test_exec_commit_and_deferred_begin(void **state)
+{
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_exec(s, "CREATE TABLE kv (k BIGINT PRIMARY KEY, v BIGINT NOT NULL)");
+	gh_conn_t *c;
+	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
+
+	/* not in a transaction: refused */
+	assert_int_equal(gh_conn_exec_commit(c, "INSERT INTO kv VALUES (1, 1)", NULL, 0, NULL),
+	                 -EINVAL);
+	/* a whole transaction of one statement (on PostgreSQL BEGIN, it and COMMIT in one
+	 * pipeline); the row count comes back */
+	int64_t n = 0;
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_true(gh_conn_in_tx(c));
+	assert_int_equal(
+	    gh_conn_exec_commit(c, "INSERT INTO kv VALUES ($1, $2), ($3, $4)",
+	                        (gh_val_t[]){GH_I64(1), GH_I64(10), GH_I64(2), GH_I64(20)}, 4, &n),
+	    0);
+	assert_int_equal(n, 2);
+	assert_false(gh_conn_in_tx(c));
+	assert_int_equal(gh_test_query_i64(s, "SELECT sum(v) FROM kv"), 30);
+
+	/* a failing statement leaves the transaction open and aborted; ROLLBACK undoes it all */
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_int_equal(gh_conn_exec(c, "UPDATE kv SET v = 0", NULL, 0, NULL), 0);
+	assert_int_equal(gh_conn_exec_commit(c, "INSERT INTO kv VALUES (1, 1)", NULL, 0, NULL),
+	                 -EEXIST);
+	assert_true(gh_conn_in_tx(c));
+	assert_int_equal(gh_conn_rollback(c), 0);
+	assert_false(gh_conn_in_tx(c));
+	assert_int_equal(gh_test_query_i64(s, "SELECT sum(v) FROM kv"), 30);
+
+	/* a transaction that never ran a statement commits and rolls back as nothing */
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_int_equal(gh_conn_commit(c), 0);
+	assert_int_equal(gh_conn_begin(c, GH_TX_READ), 0);
+	assert_int_equal(gh_conn_rollback(c), 0);
+
+	/* the first statement of a transaction is a query, a batch, a script: each carries the
+	 * pending BEGIN, and the transaction really is one (rolled back as a whole) */
+	gh_rows_t *r;
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_int_equal(gh_conn_query_one(c, "SELECT v FROM kv WHERE k = 1", NULL, 0, &r), 0);
+	assert_int_equal(gh_rows_i64(r, 0), 10);
+	gh_rows_close(r);
+	assert_int_equal(gh_conn_exec(c, "DELETE FROM kv", NULL, 0, NULL), 0);
+	assert_int_equal(gh_conn_rollback(c), 0);
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_int_equal(
+	    gh_conn_exec_batch(c, "INSERT INTO kv VALUES ($1, $2)",
+	                       (gh_val_t[]){GH_I64(3), GH_I64(3), GH_I64(4), GH_I64(4)}, 2, 2, &n),
+	    0);
+	assert_int_equal(n, 2);
+	assert_int_equal(gh_conn_rollback(c), 0);
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_int_equal(gh_conn_exec_script(c, "DELETE FROM kv"), 0);
+	assert_int_equal(gh_conn_rollback(c), 0);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM kv"), 2);
+	gh_store_release(c);
 }
 
 /* ---- pool ---- */
@@ -284,6 +433,8 @@ int main(void)
 	    GH_TEST_FX_BOTH(test_concurrent_serializable_increments_with_retry),
 	    GH_TEST_FX_BOTH(test_tx_helper_bounds_retries_and_rolls_back),
 	    GH_TEST_FX_BOTH(test_pool_exhaustion_times_out_then_wakes_waiter),
+	    GH_TEST_FX_BOTH(test_commit_hooks_run_in_order_and_fail_closed),
+	    GH_TEST_FX_BOTH(test_exec_commit_and_deferred_begin),
 	    GH_TEST_FX(test_sqlite_second_writer_gets_eagain_after_busy_timeout, sqlite),
 	    GH_TEST_FX(test_pg_killed_connection_eio_then_reconnects, pg),
 	    GH_TEST_FX(test_pg_unreachable_is_eio, pg),
