@@ -396,6 +396,46 @@ static void test_keys_roundtrip_random(void **state)
 	}
 }
 
+/* The one-pass reading of "+<cc><national>" (the hot path) and the general parser agree: on
+ * random canonical-looking inputs, valid or not, the answer (refusal, kind, key, canonical,
+ * display) is the one the same digits get written with separators, which only the general
+ * parser reads. */
+static void test_canonical_fast_path_agrees_with_parser(void **state)
+{
+	uint64_t s = 0x2545f4914f6cdd1dULL;
+	static const char digits[] = "0123456789";
+	for (int i = 0; i < 50000; i++) {
+		char in[24], spaced[40];
+		/* mostly "+93" + 9 digits; sometimes another length, country or a stray byte */
+		size_t nat = rng_next(&s) % 8 ? 9 : 8 + (size_t)(rng_next(&s) % 3);
+		size_t n = (size_t)snprintf(in, sizeof in, "+%s", rng_next(&s) % 10 ? "93" : "94");
+		for (size_t j = 0; j < nat; j++)
+			in[n++] = digits[j == 0 && rng_next(&s) % 4 ? 7 : rng_next(&s) % 10];
+		if (rng_next(&s) % 50 == 0)
+			in[1 + rng_next(&s) % (n - 1)] = 'x';
+		in[n] = '\0';
+		/* the same characters with a space after the country code: general parser only */
+		snprintf(spaced, sizeof spaced, "%.3s %s", in, in + 3);
+		static const gh_ident_kind_t kinds[] = {GH_IDENT_MSISDN, GH_IDENT_AUTO};
+		for (size_t ki = 0; ki < 2; ki++) {
+			gh_ident_kind_t kind = kinds[ki];
+			gh_ident_t a, b;
+			gh_err_t ea = {0}, eb = {0};
+			int ra = gh_ident_normalize(NULL, kind, in, n, &a, &ea);
+			int rb = gh_ident_normalize(NULL, kind, spaced, strlen(spaced), &b, &eb);
+			if (ra != rb)
+				fail_msg("\"%s\": %d, spaced %d (%s / %s)", in, ra, rb, ea.message,
+				         eb.message);
+			if (ra == 0) {
+				assert_int_equal(a.kind, b.kind);
+				assert_true(a.key == b.key);
+				assert_string_equal(a.canonical, b.canonical);
+				assert_string_equal(a.display, b.display);
+			}
+		}
+	}
+}
+
 static void test_key_format_rejects_foreign_keys(void **state)
 {
 	gh_ident_kind_t k;
@@ -776,6 +816,7 @@ int main(void)
 	    cmocka_unit_test(test_alpha_rules_and_case_insensitive_canonical),
 	    cmocka_unit_test(test_auto_detect_kind),
 	    cmocka_unit_test(test_keys_roundtrip_random),
+	    cmocka_unit_test(test_canonical_fast_path_agrees_with_parser),
 	    cmocka_unit_test(test_key_format_rejects_foreign_keys),
 	    cmocka_unit_test(test_rules_check),
 	    cmocka_unit_test(test_rules_for_another_country),
