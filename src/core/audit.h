@@ -37,9 +37,19 @@ typedef struct gh_audit_rec_s {
 } gh_audit_rec_t;
 
 /* Append n records to chain inside the caller's write transaction on c (they commit or roll
- * back with it). *last_seq (may be NULL) gets the seq of the last row. Returns 0, -EINVAL (no
- * transaction open, missing field), -EAGAIN (lost a race creating the chain: retry the
- * transaction, as gh_store_tx does), or the store's error. */
+ * back with it). *last_seq (may be NULL) gets the seq of the last row.
+ *
+ * Every writer of a chain locks its head until commit, so the head is the one row all of a
+ * service's transactions queue on. An append of up to 16 records without last_seq is therefore
+ * kept (records copied) and written at commit, by a store commit hook: the head is locked then,
+ * and the rows, the head and the COMMIT go out together (one round trip on PostgreSQL). Heads of
+ * several chains are locked in chain-name order; a larger append, or one asking for last_seq,
+ * is written at once, after what the transaction kept, so each chain keeps the order of the
+ * calls. Rows kept for commit are not visible to the transaction's own queries before it ends.
+ *
+ * Returns 0, -EINVAL (no transaction open, missing field, payload not serialisable), -EAGAIN
+ * (lost a race creating the chain: retry the transaction, as gh_store_tx does), or the store's
+ * error; an error of the write at commit fails the commit. */
 int gh_audit_append(gh_conn_t *c, const char *chain, const gh_audit_rec_t *recs, size_t n,
                     int64_t *last_seq);
 
