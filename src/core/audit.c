@@ -114,49 +114,103 @@ static char *put_i64(char *o, int64_t v) { return o + sprintf(o, "%lld", (long l
 /* The canonical row is what json_dumps(JSON_SORT_KEYS | JSON_COMPACT) makes of the row object:
  * the audit log's definition (audit.h) and the form of every hash already stored. It is written
  * by hand because building and dumping a jansson object per row was a third of an append's cost;
- * tests/unit/audit_test.c checks both forms agree byte for byte. */
-int gh_audit_row_hash(const char *chain, int64_t seq, const gh_audit_rec_t *rec,
-                      const char *payload_text, const char *prev_hash, char out[65])
+ * tests/unit/audit_test.c checks both forms agree byte for byte.
+ *
+ * It is kept as three parts around the two values only the chain head knows: canonical =
+ * a || prev_hash || b || decimal seq || c. PostgreSQL computes the hash from the same parts in
+ * the one-statement append (append_pg_one). */
+typedef struct {
+	char *buf;      /* a, b, c back to back; malloc'd or the caller's stack buffer */
+	size_t a, b, c; /* lengths */
+} canon_t;
+
+static int canon_parts(const char *chain, const gh_audit_rec_t *rec, const char *payload_text,
+                       char *stackbuf, size_t stacklen, canon_t *out)
 {
-	const char *strs[] = {rec->action,    rec->actor,       chain,
-	                      rec->entity_id, rec->entity_type, payload_text,
-	                      prev_hash,      rec->request_id,  rec->tenant_id};
-	size_t need = 256 + 2 * 21; /* keys, punctuation, two integers */
+	const char *strs[] = {rec->action,      rec->actor,   chain,           rec->entity_id,
+	                      rec->entity_type, payload_text, rec->request_id, rec->tenant_id};
+	size_t need = 256 + 21; /* keys, punctuation, one integer */
 	for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
 		need += strs[i] ? 6 * strlen(strs[i]) + 2 : 4;
-	char stackbuf[2048];
-	char *buf = need <= sizeof(stackbuf) ? stackbuf : malloc(need);
-	if (!buf)
+	out->buf = need <= stacklen ? stackbuf : malloc(need);
+	if (!out->buf)
 		return -ENOMEM;
-	int rc = -EINVAL;
-	char *o = buf;
 	/* keys in strcmp order; a NULL required field or invalid UTF-8 cannot be hashed */
+	char *o = out->buf, *b, *c;
 	if (!rec->action || !rec->actor || !chain || !rec->entity_id || !rec->entity_type ||
-	    !payload_text || !prev_hash)
-		goto out;
-	if (!(o = put_str(put_lit(o, "{\"action\":"), rec->action)) ||
+	    !payload_text || !(o = put_str(put_lit(o, "{\"action\":"), rec->action)) ||
 	    !(o = put_str(put_lit(o, ",\"actor\":"), rec->actor)) ||
 	    !(o = put_str(put_lit(o, ",\"chain\":"), chain)) ||
 	    !(o = put_str(put_lit(o, ",\"entity_id\":"), rec->entity_id)) ||
 	    !(o = put_str(put_lit(o, ",\"entity_type\":"), rec->entity_type)) ||
-	    !(o = put_str(put_lit(o, ",\"payload\":"), payload_text)) ||
-	    !(o = put_str(put_lit(o, ",\"prev_hash\":"), prev_hash)) ||
-	    !(o = put_str_or_null(put_lit(o, ",\"request_id\":"), rec->request_id)))
-		goto out;
-	o = put_i64(put_lit(o, ",\"seq\":"), seq);
+	    !(o = put_str(put_lit(o, ",\"payload\":"), payload_text)))
+		goto bad;
+	o = put_lit(o, ",\"prev_hash\":\"");
+	out->a = (size_t)(o - out->buf);
+	b = o;
+	o = put_lit(o, "\",\"request_id\":");
+	if (!(o = put_str_or_null(o, rec->request_id)))
+		goto bad;
+	o = put_lit(o, ",\"seq\":");
+	out->b = (size_t)(o - b);
+	c = o;
 	if (!(o = put_str_or_null(put_lit(o, ",\"tenant_id\":"), rec->tenant_id)))
-		goto out;
+		goto bad;
 	o = put_i64(put_lit(o, ",\"ts_ms\":"), rec->ts_ms);
 	*o++ = '}';
+	out->c = (size_t)(o - c);
+	return 0;
+bad:
+	if (out->buf != stackbuf)
+		free(out->buf);
+	out->buf = NULL;
+	return -EINVAL;
+}
+
+static void canon_free(canon_t *cp, const char *stackbuf)
+{
+	if (cp->buf != stackbuf)
+		free(cp->buf);
+	cp->buf = NULL;
+}
+
+int gh_audit_row_hash(const char *chain, int64_t seq, const gh_audit_rec_t *rec,
+                      const char *payload_text, const char *prev_hash, char out[65])
+{
+	char stackbuf[2048], num[24], prevbuf[6 * 64 + 2];
+	canon_t cp;
+	/* prev_hash is hex in every chain; any other text is escaped as a JSON string would be */
+	size_t pl = prev_hash ? strlen(prev_hash) : 0;
+	char *pq = !prev_hash ? NULL : pl <= 64 ? prevbuf : malloc(6 * pl + 2);
+	char *pe = pq ? put_str(pq, prev_hash) : NULL;
+	if (!pe) {
+		if (pq != prevbuf)
+			free(pq);
+		return prev_hash && !pq ? -ENOMEM : -EINVAL;
+	}
+	int rc = canon_parts(chain, rec, payload_text, stackbuf, sizeof(stackbuf), &cp);
+	if (rc < 0) {
+		if (pq != prevbuf)
+			free(pq);
+		return rc;
+	}
+	int nl = snprintf(num, sizeof num, "%lld", (long long)seq);
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	rc = EVP_Digest(buf, (size_t)(o - buf), md, &mdlen, EVP_sha256(), NULL) ? 0 : -EIO;
-	if (rc == 0)
-		hex(md, mdlen, out);
-out:
-	if (buf != stackbuf)
-		free(buf);
-	return rc;
+	EVP_MD_CTX *x = EVP_MD_CTX_new();
+	int ok =
+	    x && EVP_DigestInit_ex(x, EVP_sha256(), NULL) && EVP_DigestUpdate(x, cp.buf, cp.a) &&
+	    EVP_DigestUpdate(x, pq + 1, (size_t)(pe - pq) - 2) && /* without its quotes */
+	    EVP_DigestUpdate(x, cp.buf + cp.a, cp.b) && EVP_DigestUpdate(x, num, (size_t)nl) &&
+	    EVP_DigestUpdate(x, cp.buf + cp.a + cp.b, cp.c) && EVP_DigestFinal_ex(x, md, &mdlen);
+	EVP_MD_CTX_free(x);
+	canon_free(&cp, stackbuf);
+	if (pq != prevbuf)
+		free(pq);
+	if (!ok)
+		return -EIO;
+	hex(md, mdlen, out);
+	return 0;
 }
 
 /* Lock and read the head of chain; creates it (seq 0) on first use. */
@@ -192,14 +246,93 @@ enum { APPEND_CHUNK = 256, NCOLS = 12 };
 /* Appends of at most this many rows without *last_seq are kept for commit (see audit.h). */
 enum { DEFER_MAX = 16 };
 
+/* One row on PostgreSQL in one statement: the head upsert locks the head (creating it on first
+ * use), moves it and computes the row's hash from the canonical parts around the old hash and
+ * the new seq (what gh_audit_row_hash computes; the tests verify every chain they write); the
+ * row is inserted from what it returns. The head lock is held from this statement to COMMIT,
+ * which at commit goes in the same pipeline: no client round trip in between. */
+static const char APPEND_PG_ONE_SQL[] =
+    "WITH h AS (INSERT INTO gh_audit_head AS t (chain, seq, hash, prev_hash) VALUES ($1, 1, "
+    "encode(sha256(convert_to($2 || $13 || $3 || '1' || $4, 'UTF8')), 'hex'), $13) "
+    "ON CONFLICT (chain) DO UPDATE SET seq = t.seq + 1, prev_hash = t.hash, "
+    "hash = encode(sha256(convert_to($2 || t.hash || $3 || (t.seq + 1)::text || $4, 'UTF8')), "
+    "'hex') RETURNING t.seq, t.hash, t.prev_hash) "
+    "INSERT INTO gh_audit (chain, seq, ts_ms, actor, action, entity_type, entity_id, tenant_id, "
+    "request_id, payload, prev_hash, hash) SELECT $1, h.seq, $5, $6, $7, $8, $9, $10, $11, $12, "
+    "h.prev_hash, h.hash FROM h RETURNING seq";
+
+/* The one-statement append hashes in the database: only where the bytes it hashes are the
+ * UTF-8 the C side hashes. */
+static bool pg_hashes_utf8(gh_conn_t *c)
+{
+	const char *enc = gh_conn_server_param(c, "server_encoding");
+	return gh_conn_backend(c) == GH_STORE_PG && enc && strcmp(enc, "UTF8") == 0;
+}
+
+static int append_pg_one(gh_conn_t *c, const char *chain, const gh_audit_rec_t *r, const char *text,
+                         int64_t *last_seq, bool commit)
+{
+	char *own = NULL, stackbuf[2048];
+	if (!text && r->payload &&
+	    !(text = own = json_dumps(r->payload, JSON_SORT_KEYS | JSON_COMPACT)))
+		return -EINVAL;
+	if (!text)
+		text = "{}";
+	canon_t cp;
+	int rc = canon_parts(chain, r, text, stackbuf, sizeof(stackbuf), &cp);
+	if (rc < 0) {
+		free(own);
+		return rc;
+	}
+	gh_val_t v[] = {GH_TEXT(chain),
+	                GH_TEXT(talloc_strndup(NULL, cp.buf, cp.a)),
+	                GH_TEXT(talloc_strndup(NULL, cp.buf + cp.a, cp.b)),
+	                GH_TEXT(talloc_strndup(NULL, cp.buf + cp.a + cp.b, cp.c)),
+	                GH_I64(r->ts_ms),
+	                GH_TEXT(r->actor),
+	                GH_TEXT(r->action),
+	                GH_TEXT(r->entity_type),
+	                GH_TEXT(r->entity_id),
+	                GH_TEXT_OR_NULL(r->tenant_id),
+	                GH_TEXT_OR_NULL(r->request_id),
+	                GH_TEXT(text),
+	                GH_TEXT(genesis)};
+	if (!v[1].s || !v[2].s || !v[3].s) {
+		rc = -ENOMEM;
+	} else if (commit) {
+		int64_t n = 0;
+		rc = gh_conn_exec_commit(c, APPEND_PG_ONE_SQL, v, 13, &n);
+		if (rc == 0 && n != 1)
+			rc = -EIO; /* committed without its row: never expected (the upsert always
+			            * returns the head) */
+	} else {
+		gh_rows_t *rows;
+		rc = gh_conn_query_one(c, APPEND_PG_ONE_SQL, v, 13, &rows);
+		if (rc == 0) {
+			if (last_seq)
+				*last_seq = gh_rows_i64(rows, 0);
+			gh_rows_close(rows);
+		} else if (rc == -ENOENT) {
+			rc = -EIO;
+		}
+	}
+	for (int i = 1; i <= 3; i++)
+		talloc_free((char *)v[i].s);
+	canon_free(&cp, stackbuf);
+	free(own);
+	return rc;
+}
+
 /* Write n rows to chain now: lock the head, hash, insert, move the head. texts (may be NULL:
  * serialise recs[i].payload) are the canonical payloads. With `commit`, the last statement
  * also commits the transaction (gh_conn_exec_commit). */
 static int append_now(gh_conn_t *c, const char *chain, const gh_audit_rec_t *recs,
                       char *const *texts, size_t n, int64_t *last_seq, bool commit)
 {
+	if (n == 1 && pg_hashes_utf8(c))
+		return append_pg_one(c, chain, recs, texts ? texts[0] : NULL, last_seq, commit);
 	int64_t seq = 0;
-	char prev[65];
+	char prev[65], last_prev[65] = "";
 	int head_done = 0;
 	int rc = head_lock(c, chain, &seq, prev);
 	if (rc < 0)
@@ -231,6 +364,7 @@ static int append_now(gh_conn_t *c, const char *chain, const gh_audit_rec_t *rec
 			seq++;
 			if ((rc = gh_audit_row_hash(chain, seq, r, payload, prev_j, hashes[j])) < 0)
 				goto out;
+			memcpy(last_prev, prev_j, 65);
 			gh_val_t *v = &p[j * NCOLS];
 			v[0] = GH_TEXT(chain);
 			v[1] = GH_I64(seq);
@@ -254,7 +388,8 @@ static int append_now(gh_conn_t *c, const char *chain, const gh_audit_rec_t *rec
 			    "action, entity_type, entity_id, tenant_id, request_id, "
 			    "payload, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, "
 			    "$8, $9, $10, $11, $12)) "
-			    "UPDATE gh_audit_head SET seq = $2, hash = $12 WHERE chain = $1";
+			    "UPDATE gh_audit_head SET seq = $2, hash = $12, prev_hash = $11 "
+			    "WHERE chain = $1";
 			rc = commit ? gh_conn_exec_commit(c, sql, p, NCOLS, NULL)
 			            : gh_conn_exec(c, sql, p, NCOLS, NULL);
 			head_done = rc == 0;
@@ -277,10 +412,11 @@ static int append_now(gh_conn_t *c, const char *chain, const gh_audit_rec_t *rec
 	}
 	if (!head_done) {
 		static const char sql[] =
-		    "UPDATE gh_audit_head SET seq = $1, hash = $2 WHERE chain = $3";
-		gh_val_t v[] = {GH_I64(seq), GH_TEXT(prev), GH_TEXT(chain)};
-		rc = commit ? gh_conn_exec_commit(c, sql, v, 3, NULL)
-		            : gh_conn_exec(c, sql, v, 3, NULL);
+		    "UPDATE gh_audit_head SET seq = $1, hash = $2, prev_hash = $4 WHERE chain = $3";
+		gh_val_t v[] = {GH_I64(seq), GH_TEXT(prev), GH_TEXT(chain),
+		                last_prev[0] ? GH_TEXT(last_prev) : GH_NULLV};
+		rc = commit ? gh_conn_exec_commit(c, sql, v, 4, NULL)
+		            : gh_conn_exec(c, sql, v, 4, NULL);
 	}
 	if (rc == 0 && last_seq)
 		*last_seq = seq;

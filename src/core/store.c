@@ -343,6 +343,13 @@ static int conn_usable(gh_conn_t *c, const gh_val_t *params, int nparams)
 	return 0;
 }
 
+const char *gh_conn_server_param(const gh_conn_t *c, const char *name)
+{
+	if (!c || !c->open || c->broken || c->store->be->kind != GH_STORE_PG)
+		return NULL;
+	return gh__pg_param(c, name);
+}
+
 int gh_conn_exec(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
                  int64_t *rows_affected)
 {

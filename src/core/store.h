@@ -97,6 +97,9 @@ void gh_store_release(gh_conn_t *c);
 int gh_store_ping(gh_store_t *s, int timeout_ms);
 
 gh_store_backend_t gh_conn_backend(const gh_conn_t *c);
+/* PostgreSQL: a parameter the server reported (server_encoding, server_version, ...); NULL on
+ * SQLite, on a closed connection, or when not reported. */
+const char *gh_conn_server_param(const gh_conn_t *c, const char *name);
 gh_store_t *gh_conn_store(const gh_conn_t *c);
 /* Database message of the last failed call on this connection ("" when none). Valid until the
  * next call on the connection. */

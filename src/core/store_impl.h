@@ -117,6 +117,8 @@ struct gh__backend_s {
 	void (*rows_free)(gh_rows_t *r);
 };
 
+const char *gh__pg_param(const gh_conn_t *c, const char *name);
+
 extern const gh__backend_t gh__store_sqlite;
 extern const gh__backend_t gh__store_pg;
 

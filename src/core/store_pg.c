@@ -221,6 +221,11 @@ static int pg_prepare(gh_conn_t *c, const char *sql, const char *sig, int n, con
 
 static int64_t cmd_tuples(PGresult *r);
 
+const char *gh__pg_param(const gh_conn_t *c, const char *name)
+{
+	return PQparameterStatus(c->pg, name);
+}
+
 /* The pipeline's results of one query: 0 with *keep (may be NULL: cleared) the result,
  * skipping a query aborted by an earlier error (-ECANCELED), or the error. */
 static int pipe_result(gh_conn_t *c, PGresult **keep)
