@@ -204,6 +204,51 @@ static void test_append_outside_tx_refused(void **state)
 	});
 }
 
+/* Rows whose every string needs care (escapes, controls, multi-byte UTF-8, NULLs): on
+ * PostgreSQL a one-row append is hashed by the database (audit.c, append_pg_one), and verify
+ * recomputes each hash in C, so the two must agree byte for byte. */
+static int odd_tx(gh_conn_t *c, void *ud)
+{
+	const char *s = ud;
+	json_t *payload = json_pack("{s:s, s:[s,i]}", "text", s, "list", s, -1);
+	gh_audit_rec_t rec = {.ts_ms = -1700000000000LL,
+	                      .actor = s,
+	                      .action = s[0] ? s : "x",
+	                      .entity_type = s,
+	                      .entity_id = s,
+	                      .tenant_id = strlen(s) % 2 ? s : NULL,
+	                      .request_id = strlen(s) % 2 ? NULL : s,
+	                      .payload = payload};
+	int rc = payload ? gh_audit_append(c, "odd", &rec, 1, NULL) : -ENOMEM;
+	json_decref(payload);
+	return rc;
+}
+
+static void test_database_hash_agrees_on_odd_strings(void **state)
+{
+	static const char *odd[] = {
+	    "",
+	    "quote \" backslash \\ slash / del \x7f",
+	    "\b\f\n\r\t \x01\x1f",
+	    "\xd9\x86\xd9\x85\xd8\xa8\xd8\xb1 \xd9\xbe\xda\x9a\xd8\xaa\xd9\x88", /* Arabic, Pashto
+	                                                                          */
+	    "\xe2\x82\xac \xef\xbf\xbf \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf",
+	    "{\"a\":[1,2],\"b\":\"x\\\"y\"}",
+	    "' OR 1=1; --",
+	};
+	EACH_BACKEND({
+		for (size_t i = 0; i < sizeof(odd) / sizeof(*odd); i++)
+			assert_int_equal(gh_store_tx(fx.store, odd_tx, (void *)odd[i],
+			                             &(gh_tx_opts_t){.flags = GH_TX_WRITE}),
+			                 0);
+		gh_audit_verify_t v;
+		assert_int_equal(gh_audit_verify(fx.store, "odd", &v), 0);
+		if (!v.ok)
+			fail_msg("row %lld: %s", (long long)v.first_bad_seq, v.reason);
+		assert_int_equal(v.rows, (int64_t)(sizeof(odd) / sizeof(*odd)));
+	});
+}
+
 /* Small appends are written at commit; a big one in the same transaction is written at once,
  * after what the transaction kept, so each chain keeps the order of the calls. */
 typedef struct {
@@ -317,6 +362,7 @@ int main(void)
 	    cmocka_unit_test(test_append_outside_tx_refused),
 	    cmocka_unit_test(test_concurrent_appends_keep_one_chain),
 	    cmocka_unit_test(test_kept_appends_keep_call_order_and_roll_back),
+	    cmocka_unit_test(test_database_hash_agrees_on_odd_strings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
