@@ -1,6 +1,7 @@
 /* bench_grpc: ValidateLease over the numbering gRPC surface (issue 5, "Proof", bench/): unary
  * calls from a C client on gRPC's C core, 32 outstanding at all times (target >= 30k calls/s,
  * p99 <= 2 ms on the 2-core machine).
+ * bench.sh: quiet
  *
  * `ghasi serve` ($GHASI_BIN, else ../src/ghasi/ghasi next to this binary) runs on SQLite with
  * the demo seed, HTTP and gRPC on free loopback ports, pinned to CPU 0. The seed's first MSISDN

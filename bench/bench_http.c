@@ -1,6 +1,7 @@
 /* bench_http: HTTP overhead of the core server (src/core/http.c on libmicrohttpd), measured with
  * wrk (Debian package) as the load generator, as the foundation issue asks: a trivial route
  * with wrk -t1 -c32 and the server on one core (target >= 100k req/s, p99 <= 1 ms).
+ * bench.sh: quiet
  *
  * The process pins itself to CPU 0 and starts a gh_http server with one handler thread on an
  * ephemeral port; wrk runs under `taskset -c 1` (its own core) for each route in turn:

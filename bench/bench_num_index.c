@@ -1,6 +1,7 @@
 /* bench_num_index: the in-process ValidateLease index with N numbers loaded.
  *
  *   bench_num_index [numbers] [lookups]     defaults 1000000 and 20000000
+ * bench.sh: taskset -c 0
  *
  * Loads N assigned MSISDNs with live leases over 100 tenants (bulk load, timed from creating the
  * index, so page faults count), then runs single-thread validates of random keys that hit,

@@ -2,6 +2,9 @@
  *
  *   bench_numbering [numbers [parts]]   numbers default 1000000; parts a comma list of
  *                                       inproc,http,mix (default all)
+ * bench.sh: taskset -c 0
+ * bench.sh: quiet 1000000 inproc,http
+ * bench.sh: env 1000000 mix
  *
  * Prints one line per figure:
  *   bench_numbering part=validate_inproc numbers=N lookups_per_s=...
