@@ -265,8 +265,9 @@ static const char APPEND_PG_ONE_SQL[] =
  * UTF-8 the C side hashes. */
 static bool pg_hashes_utf8(gh_conn_t *c)
 {
-	const char *enc = gh_conn_server_param(c, "server_encoding");
-	return gh_conn_backend(c) == GH_STORE_PG && enc && strcmp(enc, "UTF8") == 0;
+	const char *srv = gh_conn_server_param(c, "server_encoding");
+	const char *cli = gh_conn_server_param(c, "client_encoding");
+	return srv && cli && strcmp(srv, "UTF8") == 0 && strcmp(cli, "UTF8") == 0;
 }
 
 static int append_pg_one(gh_conn_t *c, const char *chain, const gh_audit_rec_t *r, const char *text,

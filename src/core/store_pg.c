@@ -69,9 +69,11 @@ static int pg_connect(gh_conn_t *c)
 {
 	char timeout[16];
 	snprintf(timeout, sizeof(timeout), "%d", c->store->opts.connect_timeout_s);
-	/* keywords before dbname are defaults the URL may override */
-	const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-	const char *vals[] = {timeout, "ghasi", c->store->url, NULL};
+	/* keywords before dbname are defaults the URL may override; after it, fixed: every string
+	 * this program sends or hashes (the audit chain) is UTF-8 */
+	const char *keys[] = {"connect_timeout", "application_name", "dbname", "client_encoding",
+	                      NULL};
+	const char *vals[] = {timeout, "ghasi", c->store->url, "UTF8", NULL};
 	PGconn *pg = PQconnectdbParams(keys, vals, 1);
 	if (!pg) {
 		gh__conn_seterr(c, "out of memory");
