@@ -330,8 +330,10 @@ int gh_idem_run(gh_store_t *store, const gh_idem_call_t *call, gh_idem_run_fn fn
 	r.now = gh_clock_now_ms(clock);
 	r.expires = r.now + ttl_ms;
 	int rc;
-	if (r.key) {
-		/* Replays and reuse are answered without taking the write lock. */
+	if (r.key && gh_store_backend(store) == GH_STORE_SQLITE) {
+		/* Replays and reuse are answered without taking SQLite's one write lock. On
+		 * PostgreSQL the claim below finds a live record as well (and answers from it), so
+		 * a first request does not pay this extra round trip. */
 		rc = lookup(store, call->ctx, r.scope, r.key, r.now, &r.rec);
 		if (rc == 0)
 			return res_record(call, &r.rec, out);
