@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "gh-core.h"
 #include "index.h"
 #include "repo.h"
@@ -231,26 +232,6 @@ out:
 	return rc;
 }
 
-static char *pg_fresh_db(void)
-{
-	const char *admin = getenv("GH_TEST_PG_ADMIN_URL");
-	if (!admin || !*admin)
-		return NULL;
-	char db[64], sql[96];
-	snprintf(db, sizeof(db), "bench_repo_%d", (int)getpid());
-	PGconn *c = PQconnectdb(admin);
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
-	PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
-	int ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
-	PQclear(r);
-	PQfinish(c);
-	const char *slash = strrchr(admin, '/');
-	char *url = NULL;
-	if (!ok || !slash || asprintf(&url, "%.*s/%s", (int)(slash - admin), admin, db) < 0)
-		return NULL;
-	return url;
-}
-
 int main(int argc, char **argv)
 {
 	int threads = 1, opt;
@@ -277,10 +258,9 @@ int main(int argc, char **argv)
 		unlink(path);
 	}
 	rmdir(dir);
-	char *pg = pg_fresh_db();
-	if (pg) {
+	char *pg = bench_pgdb_make("bench_repo");
+	if (pg)
 		rc |= run("pg", pg, n, cycles, threads);
-		free(pg);
-	}
+	bench_pgdb_drop(pg);
 	return rc ? 1 : 0;
 }

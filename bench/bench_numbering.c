@@ -1,24 +1,26 @@
 /* bench_numbering: the numbering service end to end (issue 3, "Proof", bench/).
  *
  *   bench_numbering [numbers [parts]]   numbers default 1000000; parts a comma list of
- *                                       inproc,http,mix (default all)
+ *                                       inproc,http,mix,keyed (default inproc,http,mix)
  * bench.sh: taskset -c 0
  * bench.sh: quiet 1000000 inproc,http
- * bench.sh: env 1000000 mix
+ * bench.sh: env 1000000 mix,keyed
  *
  * Prints one line per figure:
- *   bench_numbering part=validate_inproc numbers=N lookups_per_s=...
+ *   part=validate_inproc numbers=N lookups_per_s=...
  *       num_svc_validate (identifier string normalised, tenant id string resolved, index
  *       decision) on one thread, N assigned MSISDNs loaded, random hits.
- *   bench_numbering part=index_load numbers=N mem_load_ms=... sqlite_load_ms=...
- * bytes_per_number=... N rows loaded from memory (num_index_load) and from SQLite
- * (num_repo_load_index). bench_numbering part=http_validate rps=... p50_ms=... p99_ms=... `ghasi
- * serve` (SQLite, demo seed) pinned to CPU 1 with one handler thread (BENCH_HTTP_THREADS),
- * `wrk -t1 -c32` on CPU 0 against GET /v1/numbering/validate-lease of an assigned number, 8 s
- * measured after a 2 s warm-up (skipped without wrk/taskset). bench_numbering
- * part=lifecycle store=sqlite|pg ops_per_s=... ops=... errors=... reserve, assign, release over
- * HTTP from 8 keep-alive clients on distinct numbers (pg: GH_TEST_PG_URL and GH_TEST_NATS_URL, as
- * scripts/bench.sh exports). */
+ *   part=index_load numbers=N mem_load_ms=... sqlite_load_ms=... bytes_per_number=...
+ *       N rows loaded from memory (num_index_load) and from SQLite (num_repo_load_index).
+ *   part=http_validate rps=... p50_ms=... p99_ms=...
+ *       `ghasi serve` (SQLite, demo seed) pinned to CPU 1 with one handler thread
+ *       (BENCH_HTTP_THREADS), `wrk -t1 -c32` on CPU 0 against GET
+ *       /v1/numbering/validate-lease of an assigned number, 8 s measured after a 2 s warm-up
+ *       (skipped without wrk/taskset).
+ *   part=lifecycle store=sqlite|pg ops_per_s=... ops=... errors=... idempotency_keys=no|yes
+ *       reserve, assign, release over HTTP from 8 keep-alive clients on distinct numbers of one
+ *       tenant; "keyed" sends each request with its own Idempotency-Key (pg: a fresh database
+ *       on GH_TEST_PG_ADMIN_URL, and GH_TEST_NATS_URL, as scripts/bench.sh exports). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchutil.h"
 #include "numbering/service.h"
 
 #define TENANTS 100
@@ -242,12 +246,15 @@ static int cli_open(cli_t *c, uint16_t port)
 }
 
 /* One request; returns the status, body in c->buf (NUL-terminated), or -1. */
-static int cli_do(cli_t *c, const char *method, const char *path, const char *body)
+/* One request on c's connection; idem_key (may be NULL) goes as Idempotency-Key. */
+static int cli_do(cli_t *c, const char *method, const char *path, const char *body,
+                  const char *idem_key)
 {
 	char req[1024];
-	int n =
-	    snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: b\r\nContent-Length: %zu\r\n\r\n%s",
-	             method, path, body ? strlen(body) : 0, body ? body : "");
+	int n = snprintf(req, sizeof req,
+	                 "%s %s HTTP/1.1\r\nHost: b\r\n%s%s%sContent-Length: %zu\r\n\r\n%s", method,
+	                 path, idem_key ? "Idempotency-Key: " : "", idem_key ? idem_key : "",
+	                 idem_key ? "\r\n" : "", body ? strlen(body) : 0, body ? body : "");
 	if (write(c->fd, req, (size_t)n) != n)
 		return -1;
 	size_t len = 0;
@@ -275,7 +282,7 @@ static int cli_do(cli_t *c, const char *method, const char *path, const char *bo
 static int http1(uint16_t port, const char *method, const char *path, const char *body)
 {
 	cli_t *c = malloc(sizeof *c);
-	int st = cli_open(c, port) == 0 ? cli_do(c, method, path, body) : -1;
+	int st = cli_open(c, port) == 0 ? cli_do(c, method, path, body, NULL) : -1;
 	close(c->fd);
 	free(c);
 	return st;
@@ -435,6 +442,7 @@ typedef struct {
 	uint16_t port;
 	char (*idents)[24];
 	size_t first, count;
+	bool keyed; /* every request with its own Idempotency-Key, as a careful client sends */
 	long ops, errors;
 } mix_t;
 
@@ -452,7 +460,10 @@ static void *mixer(void *arg)
 		for (int a = 0; a < 3; a++) {
 			snprintf(path, sizeof path, "/v1/numbering/numbers/%s:%s", m->idents[i],
 			         acts[a]);
-			int st = cli_do(c, "POST", path, "{\"tenant_id\":\"tenant-enterprise\"}");
+			char key[64];
+			snprintf(key, sizeof key, "mix-%zu-%s", i, acts[a]);
+			int st = cli_do(c, "POST", path, "{\"tenant_id\":\"tenant-enterprise\"}",
+			                m->keyed ? key : NULL);
 			m->ops++;
 			if (st != 200) {
 				m->errors++;
@@ -465,7 +476,8 @@ static void *mixer(void *arg)
 	return NULL;
 }
 
-static int bench_mix(const char *dir, const char *label, const char *store, const char *bus)
+static int bench_mix(const char *dir, const char *label, const char *store, const char *bus,
+                     bool keyed)
 {
 	uint16_t port = free_port();
 	pid_t pid = serve(port, dir, store, bus, -1, "8");
@@ -483,7 +495,7 @@ static int bench_mix(const char *dir, const char *label, const char *store, cons
 		snprintf(path, sizeof path,
 		         "/v1/admin/numbering/numbers?kind=MSISDN&page_size=100%s%s",
 		         next[0] ? "&page_token=" : "", next);
-		if (cli_do(c, "GET", path, NULL) != 200)
+		if (cli_do(c, "GET", path, NULL, NULL) != 200)
 			break;
 		json_t *j = json_loads(c->buf, 0, NULL);
 		json_t *arr = json_object_get(j, "numbers");
@@ -505,8 +517,11 @@ static int bench_mix(const char *dir, const char *label, const char *store, cons
 	size_t per = n / CLIENTS;
 	double t0 = now_s();
 	for (int i = 0; i < CLIENTS; i++) {
-		m[i] =
-		    (mix_t){.port = port, .idents = idents, .first = (size_t)i * per, .count = per};
+		m[i] = (mix_t){.port = port,
+		               .idents = idents,
+		               .first = (size_t)i * per,
+		               .count = per,
+		               .keyed = keyed};
 		pthread_create(&th[i], NULL, mixer, &m[i]);
 	}
 	long ops = 0, errors = 0;
@@ -519,31 +534,19 @@ static int bench_mix(const char *dir, const char *label, const char *store, cons
 	unserve(pid);
 	free(idents);
 	printf("bench_numbering part=lifecycle store=%s ops_per_s=%.0f ops=%ld errors=%ld "
-	       "clients=%d\n",
-	       label, (double)ops / dt, ops, errors, CLIENTS);
+	       "clients=%d idempotency_keys=%s\n",
+	       label, (double)ops / dt, ops, errors, CLIENTS, keyed ? "yes" : "no");
 	return errors ? 1 : 0;
 }
 
-/* A new database on the PostgreSQL of admin_url (…/postgres); malloc'd URL or NULL. */
-static char *fresh_pg_db(const char *admin_url)
+/* parts is a comma list; whole names only */
+static bool part_has(const char *parts, const char *name)
 {
-	void *ctx = talloc_new(NULL);
-	gh_store_t *st;
-	gh_conn_t *c;
-	char sql[128], *url = NULL;
-	snprintf(sql, sizeof sql, "CREATE DATABASE bench_num_%d_%ld", (int)getpid(),
-	         (long)time(NULL));
-	if (gh_store_open(ctx, admin_url, NULL, &st) == 0 && gh_store_acquire(st, 5000, &c) == 0) {
-		if (gh_conn_exec_script(c, sql) == 0) {
-			const char *slash = strrchr(admin_url, '/');
-			if (asprintf(&url, "%.*s/%s", (int)(slash - admin_url), admin_url,
-			             sql + strlen("CREATE DATABASE ")) < 0)
-				url = NULL;
-		}
-		gh_store_release(c);
-	}
-	talloc_free(ctx);
-	return url;
+	size_t n = strlen(name);
+	for (const char *p = parts; (p = strstr(p, name)); p += n)
+		if ((p == parts || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+			return true;
+	return false;
 }
 
 int main(int argc, char **argv)
@@ -555,28 +558,33 @@ int main(int argc, char **argv)
 	gh_log_init("bench_numbering", GH_LOG_WARN);
 	const char *parts = argc > 2 ? argv[2] : "inproc,http,mix";
 	int rc = 0;
-	if (strstr(parts, "inproc"))
+	if (part_has(parts, "inproc"))
 		rc |= bench_inproc(n);
-	if (!strstr(parts, "http") && !strstr(parts, "mix"))
+	if (!part_has(parts, "http") && !part_has(parts, "mix") && !part_has(parts, "keyed"))
 		return rc;
 	char dir[] = "/tmp/bench_numbering_http.XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
-	if (strstr(parts, "http"))
+	if (part_has(parts, "http"))
 		rc |= bench_http(dir);
-	char store[512];
-	snprintf(store, sizeof store, "sqlite://%s/mix.db", dir);
-	if (strstr(parts, "mix"))
-		rc |= bench_mix(dir, "sqlite", store, NULL);
+	/* mix: plain requests; keyed: each with an Idempotency-Key. A fresh database each. */
 	const char *admin = getenv("GH_TEST_PG_ADMIN_URL"), *nats = getenv("GH_TEST_NATS_URL");
-	char *pg = admin && *admin && nats && *nats ? fresh_pg_db(admin) : NULL;
-	if (!strstr(parts, "mix")) {
-		free(pg);
-	} else if (pg) {
-		rc |= bench_mix(dir, "pg", pg, nats);
-		free(pg);
-	} else
-		printf("bench_numbering part=lifecycle store=pg skipped=no_GH_TEST_PG_URL\n");
+	for (int keyed = 0; keyed < 2; keyed++) {
+		if (!part_has(parts, keyed ? "keyed" : "mix"))
+			continue;
+		char store[512];
+		snprintf(store, sizeof store, "sqlite://%s/mix%d.db", dir, keyed);
+		rc |= bench_mix(dir, "sqlite", store, NULL, keyed);
+		char *pg = admin && *admin && nats && *nats ? bench_pgdb_make("bench_num") : NULL;
+		if (pg)
+			rc |= bench_mix(dir, "pg", pg, nats, keyed);
+		else
+			printf(
+			    "bench_numbering part=lifecycle store=pg skipped=no_GH_TEST_PG_URL\n");
+		bench_pgdb_drop(pg);
+	}
+	if (nats && *nats)
+		bench_nats_drop_stream(nats, "benchnum");
 	char cmd[256];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	if (system(cmd) != 0)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <talloc.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +64,51 @@ int bench_store_open(void *ctx, const char *name, const char *url, const gh_stor
 	}
 	*out = s;
 	return 0;
+}
+
+/* Run sql on the admin database; 0 or negative errno. */
+static int pg_admin(const char *admin, const char *sql)
+{
+	void *ctx = talloc_new(NULL);
+	gh_store_t *st;
+	gh_conn_t *c;
+	int rc = gh_store_open(ctx, admin, NULL, &st);
+	if (rc == 0 && (rc = gh_store_acquire(st, 5000, &c)) == 0) {
+		if ((rc = gh_conn_exec_script(c, sql)) < 0)
+			fprintf(stderr, "benchutil: %s: %s\n", sql, gh_conn_errmsg(c));
+		gh_store_release(c);
+	}
+	talloc_free(ctx);
+	return rc;
+}
+
+char *bench_pgdb_make(const char *prefix)
+{
+	static int seq;
+	const char *admin = getenv("GH_TEST_PG_ADMIN_URL");
+	const char *slash = admin ? strrchr(admin, '/') : NULL;
+	if (!admin || !*admin || !slash)
+		return NULL;
+	char db[96], sql[128];
+	snprintf(db, sizeof db, "%s_%d_%d", prefix, (int)getpid(), ++seq);
+	snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+	char *url = NULL;
+	if (pg_admin(admin, sql) < 0 ||
+	    asprintf(&url, "%.*s/%s", (int)(slash - admin), admin, db) < 0)
+		return NULL;
+	return url;
+}
+
+void bench_pgdb_drop(char *url)
+{
+	const char *admin = getenv("GH_TEST_PG_ADMIN_URL");
+	const char *db = url ? strrchr(url, '/') : NULL;
+	if (admin && db) {
+		char sql[160];
+		snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", db + 1);
+		pg_admin(admin, sql);
+	}
+	free(url);
 }
 
 void bench_nats_drop_stream(const char *url, const char *stream)

@@ -26,6 +26,15 @@ void bench_tmpdb_remove(const bench_tmpdb_t *t);
 int bench_store_open(void *ctx, const char *name, const char *url, const gh_store_opts_t *opts,
                      int migrate, gh_store_t **out);
 
+/* A fresh PostgreSQL database named <prefix>_<pid>_<n> on the server of GH_TEST_PG_ADMIN_URL:
+ * its URL (malloc'd), or NULL without that variable or when CREATE DATABASE fails (reported on
+ * stderr). */
+char *bench_pgdb_make(const char *prefix);
+/* Drops a database bench_pgdb_make made (WITH (FORCE)) and frees url, so that no benchmark
+ * database outlives its run (each left behind adds to autovacuum's rounds and slows the next
+ * benchmarks); errors ignored. NULL is a no-op. */
+void bench_pgdb_drop(char *url);
+
 /* Deletes a JetStream stream so that no benchmark stream outlives its run; errors ignored. */
 void bench_nats_drop_stream(const char *url, const char *stream);
 

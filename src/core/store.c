@@ -88,6 +88,8 @@ static void tx_end(gh_conn_t *c)
 {
 	c->nhooks = 0;
 	c->ended_by_hook = false;
+	c->later = NULL;
+	c->later_tail = NULL;
 	TALLOC_FREE(c->tx_ctx);
 }
 
@@ -517,6 +519,20 @@ void *gh_conn_commit_data(gh_conn_t *c, gh_commit_hook_fn fn, size_t size)
 	c->hooks[c->nhooks].data = data;
 	c->nhooks++;
 	return data;
+}
+
+int gh_conn_exec_deferred(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams)
+{
+	int rc = conn_usable(c, params, nparams);
+	if (rc < 0)
+		return rc;
+	if (!c->store->be->in_tx(c))
+		return -EINVAL;
+	if (!c->store->be->exec_later)
+		return c->store->be->exec(c, sql, params, nparams, &(int64_t){0});
+	if (!c->tx_ctx && !(c->tx_ctx = talloc_new(c)))
+		return -ENOMEM;
+	return c->store->be->exec_later(c, sql, params, nparams);
 }
 
 int gh_conn_exec_commit(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,

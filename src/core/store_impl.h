@@ -59,6 +59,9 @@ struct gh_conn_s {
 	/* PostgreSQL: the BEGIN of the open transaction, not sent yet; it goes out in one
 	 * pipeline with the transaction's first statement (one round trip less). */
 	const char *pending_begin;
+	/* PostgreSQL: statements of the open transaction nobody reads the result of
+	 * (gh_conn_exec_deferred), sent in the pipeline of its next round trip; under tx_ctx. */
+	struct gh__later_s *later, **later_tail;
 	/* Work run at commit (gh_conn_at_commit), and the memory it lives in until the
 	 * transaction ends. */
 	struct {
@@ -104,6 +107,8 @@ struct gh__backend_s {
 	/* Run one statement and COMMIT (one round trip on PostgreSQL). */
 	int (*exec_commit)(gh_conn_t *c, const char *sql, const gh_val_t *p, int n,
 	                   int64_t *affected);
+	/* Queue a statement for the transaction's next round trip (NULL: run it now). */
+	int (*exec_later)(gh_conn_t *c, const char *sql, const gh_val_t *p, int n);
 	int (*rollback)(gh_conn_t *c);
 	bool (*in_tx)(const gh_conn_t *c);
 	int (*rows_next)(gh_rows_t *r);

@@ -254,26 +254,46 @@ static int pipe_result(gh_conn_t *c, PGresult **keep)
 	return rc;
 }
 
-/* One round trip: the pending BEGIN (if any), the statement, and COMMIT when `commit`. *res
- * gets the statement's result; *committed whether COMMIT ran (and did not turn into ROLLBACK).
- * On an error the transaction stays open, aborted, for the caller's ROLLBACK. */
+/* A statement queued by gh_conn_exec_deferred, its parameters copied under it. */
+struct gh__later_s {
+	struct gh__later_s *next;
+	gh__stmt_t *st; /* prepared; NULL: sent unnamed */
+	char *sql;
+	int n;
+	pg_params_t pp;
+};
+
+static bool send_one(gh_conn_t *c, gh__stmt_t *st, const char *sql, int n, const pg_params_t *pp)
+{
+	return st ? PQsendQueryPrepared(c->pg, st->pg.name, n, pp->values, pp->lengths, pp->formats,
+	                                0)
+	          : PQsendQueryParams(c->pg, sql, n, pp->types, pp->values, pp->lengths,
+	                              pp->formats, 0);
+}
+
+/* One round trip: the pending BEGIN (if any), the queued statements, the statement (none when
+ * sql is NULL), and COMMIT when `commit`. *res gets the statement's result; *committed whether
+ * COMMIT ran (and did not turn into ROLLBACK). On an error the transaction stays open,
+ * aborted, for the caller's ROLLBACK. */
 static int pg_pipe(gh_conn_t *c, gh__stmt_t *st, const char *sql, int n, const pg_params_t *pp,
                    bool commit, PGresult **res, bool *committed)
 {
 	const char *begin = c->pending_begin;
+	struct gh__later_s *later = c->later;
 	c->pending_begin = NULL;
+	c->later = NULL;
+	c->later_tail = NULL;
 	*res = NULL;
 	if (committed)
 		*committed = false;
 	if (!PQenterPipelineMode(c->pg))
 		return pg_fail(c, NULL);
-	bool sent = (!begin || PQsendQueryParams(c->pg, begin, 0, NULL, NULL, NULL, NULL, 0)) &&
-	            (st ? PQsendQueryPrepared(c->pg, st->pg.name, n, pp->values, pp->lengths,
-	                                      pp->formats, 0)
-	                : PQsendQueryParams(c->pg, sql, n, pp->types, pp->values, pp->lengths,
-	                                    pp->formats, 0)) &&
-	            (!commit || PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) &&
-	            PQpipelineSync(c->pg);
+	bool sent = !begin || PQsendQueryParams(c->pg, begin, 0, NULL, NULL, NULL, NULL, 0);
+	for (struct gh__later_s *l = later; l && sent; l = l->next)
+		sent = send_one(c, l->st, l->sql, l->n, &l->pp);
+	sent = sent && (!sql || send_one(c, st, sql, n, pp)) &&
+	       (!commit || PQsendQueryParams(c->pg, "COMMIT", 0, NULL, NULL, NULL, NULL, 0)) &&
+	       PQpipelineSync(c->pg);
 	if (!sent) {
 		int rc = pg_fail(c, NULL);
 		c->broken = true; /* results half sent: the handle is not reusable */
@@ -282,7 +302,10 @@ static int pg_pipe(gh_conn_t *c, gh__stmt_t *st, const char *sql, int n, const p
 	int rc = 0, e;
 	if (begin && (e = pipe_result(c, NULL)) < 0)
 		rc = e;
-	if (!c->broken && (e = pipe_result(c, res)) < 0 && rc == 0)
+	for (struct gh__later_s *l = later; l && !c->broken; l = l->next)
+		if ((e = pipe_result(c, NULL)) < 0 && rc == 0)
+			rc = e;
+	if (sql && !c->broken && (e = pipe_result(c, res)) < 0 && rc == 0)
 		rc = e;
 	if (!c->broken && commit) {
 		PGresult *cr = NULL;
@@ -343,7 +366,7 @@ static int pg_run2(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, bool
 	gh__stmt_t *st;
 	if ((rc = pg_prepare(c, sql, sig, n, pp.types, &st)) < 0)
 		goto out;
-	if (c->pending_begin || commit) {
+	if (c->pending_begin || c->later || commit) {
 		rc = pg_pipe(c, st, sql, n, &pp, commit, res, committed);
 		goto out;
 	}
@@ -399,6 +422,46 @@ static int pg_exec_commit(gh_conn_t *c, const char *sql, const gh_val_t *p, int 
 	return committed ? 0 : -EIO;
 }
 
+static int pg_exec_later(gh_conn_t *c, const char *sql, const gh_val_t *p, int n)
+{
+	struct gh__later_s *l = talloc_zero(c->tx_ctx, struct gh__later_s);
+	if (!l || !(l->sql = talloc_strdup(l, sql)) || pg_params_alloc(l, n, &l->pp) < 0)
+		goto nomem;
+	for (int i = 0; i < n; i++) {
+		l->pp.sig[i] = type_sig(p[i].type);
+		l->pp.types[i] = sig_oid(l->pp.sig[i]);
+	}
+	l->pp.sig[n] = '\0';
+	int rc = pg_encode(c, p, n, &l->pp);
+	if (rc < 0) {
+		talloc_free(l);
+		return rc;
+	}
+	/* copy what pg_encode pointed at in the caller's values (numbers are in pp.num already) */
+	for (int i = 0; i < n; i++) {
+		if (p[i].type == GH_VAL_TEXT && l->pp.values[i] &&
+		    !(l->pp.values[i] = talloc_strdup(l, l->pp.values[i])))
+			goto nomem;
+		if (p[i].type == GH_VAL_BLOB &&
+		    !(l->pp.values[i] =
+		          talloc_memdup(l, l->pp.values[i], (size_t)l->pp.lengths[i] + 1)))
+			goto nomem;
+	}
+	if ((rc = pg_prepare(c, sql, l->pp.sig, n, l->pp.types, &l->st)) < 0) {
+		talloc_free(l);
+		return rc;
+	}
+	l->n = n;
+	if (!c->later_tail)
+		c->later_tail = &c->later;
+	*c->later_tail = l;
+	c->later_tail = &l->next;
+	return 0;
+nomem:
+	talloc_free(l);
+	return -ENOMEM;
+}
+
 /* Read the results of k pipelined queries and the sync that follows them. The first error
  * wins; later queries of the chunk come back PGRES_PIPELINE_ABORTED. */
 static int pg_pipeline_collect(gh_conn_t *c, size_t k, int64_t *affected)
@@ -434,9 +497,16 @@ static int pg_pipeline_collect(gh_conn_t *c, size_t k, int64_t *affected)
 	return rc;
 }
 
+static int pg_flush_later(gh_conn_t *c);
+
 static int pg_exec_batch(gh_conn_t *c, const char *sql, const gh_val_t *p, int n, size_t nrows,
                          int64_t *affected)
 {
+	if (c->later) {
+		int e = pg_flush_later(c);
+		if (e < 0)
+			return e;
+	}
 	void *tmp = talloc_new(NULL);
 	if (!tmp)
 		return -ENOMEM;
@@ -527,8 +597,22 @@ out:
 	return rc;
 }
 
+/* Send what is queued (and a pending BEGIN) in one round trip of its own. */
+static int pg_flush_later(gh_conn_t *c)
+{
+	PGresult *r = NULL;
+	int rc = pg_pipe(c, NULL, NULL, 0, NULL, false, &r, NULL);
+	PQclear(r);
+	return rc;
+}
+
 static int pg_simple(gh_conn_t *c, const char *sql, PGresult **keep)
 {
+	if (c->later) {
+		int rc = pg_flush_later(c);
+		if (rc < 0)
+			return rc;
+	}
 	if (c->pending_begin) {
 		const char *begin = c->pending_begin;
 		c->pending_begin = NULL;
@@ -576,6 +660,13 @@ static int pg_begin(gh_conn_t *c, int flags)
 
 static int pg_commit(gh_conn_t *c)
 {
+	if (c->later) { /* the queued statements and COMMIT in one round trip */
+		PGresult *r = NULL;
+		bool committed = false;
+		int rc = pg_pipe(c, NULL, NULL, 0, NULL, true, &r, &committed);
+		PQclear(r);
+		return rc < 0 ? rc : committed ? 0 : -EIO;
+	}
 	if (c->pending_begin) { /* nothing was sent: nothing to commit */
 		c->pending_begin = NULL;
 		return 0;
@@ -597,6 +688,8 @@ static int pg_commit(gh_conn_t *c)
 
 static int pg_rollback(gh_conn_t *c)
 {
+	c->later = NULL; /* never sent; the memory goes with the transaction (tx_end) */
+	c->later_tail = NULL;
 	if (c->pending_begin) {
 		c->pending_begin = NULL;
 		return 0;
@@ -690,6 +783,7 @@ const gh__backend_t gh__store_pg = {
     .begin = pg_begin,
     .commit = pg_commit,
     .exec_commit = pg_exec_commit,
+    .exec_later = pg_exec_later,
     .rollback = pg_rollback,
     .in_tx = pg_in_tx,
     .rows_next = pg_rows_next,

@@ -275,6 +275,66 @@ static void test_exec_commit_and_deferred_begin(void **state)
 	gh_store_release(c);
 }
 
+/* Deferred statements: sent with the transaction's next round trip, failures reported there. */
+static void test_deferred_statements(void **state)
+{
+	gh_store_t *s = gh_test_fx_store(state, NULL);
+	gh_test_exec(s, "CREATE TABLE kv (k BIGINT PRIMARY KEY, v TEXT NOT NULL)");
+	gh_conn_t *c;
+	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
+	assert_int_equal(gh_conn_exec_deferred(c, "INSERT INTO kv VALUES (1, 'x')", NULL, 0),
+	                 -EINVAL); /* outside a transaction */
+
+	/* the parameters are copied: the caller's buffer may change at once */
+	char buf[16] = "one";
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_int_equal(gh_conn_exec_deferred(c, "INSERT INTO kv VALUES ($1, $2)",
+	                                       (gh_val_t[]){GH_I64(1), GH_TEXT(buf)}, 2),
+	                 0);
+	strcpy(buf, "XXX");
+	assert_int_equal(gh_conn_exec_deferred(c, "INSERT INTO kv VALUES ($1, $2)",
+	                                       (gh_val_t[]){GH_I64(2), GH_TEXT("two")}, 2),
+	                 0);
+	/* the next statement sees them (they went first, in order) */
+	gh_rows_t *r;
+	assert_int_equal(gh_conn_query_one(c, "SELECT count(*) FROM kv", NULL, 0, &r), 0);
+	assert_int_equal(gh_rows_i64(r, 0), 2);
+	gh_rows_close(r);
+	/* queued then plain COMMIT */
+	assert_int_equal(gh_conn_exec_deferred(c, "UPDATE kv SET v = $1 WHERE k = 2",
+	                                       (gh_val_t[]){GH_TEXT("deux")}, 1),
+	                 0);
+	assert_int_equal(gh_conn_commit(c), 0);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM kv WHERE v IN ('one', 'deux')"),
+	                 2);
+
+	/* queued then rolled back: never applied */
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_int_equal(gh_conn_exec_deferred(c, "DELETE FROM kv", NULL, 0), 0);
+	assert_int_equal(gh_conn_rollback(c), 0);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM kv"), 2);
+
+	/* a failing queued statement fails the call it rides with; nothing is committed */
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_int_equal(gh_conn_exec(c, "INSERT INTO kv VALUES (3, 'three')", NULL, 0, NULL), 0);
+	int rc = gh_conn_exec_deferred(c, "INSERT INTO kv VALUES (1, 'dup')", NULL, 0);
+	if (rc == 0) /* PostgreSQL: reported by the next round trip, here the commit */
+		rc = gh_conn_exec_commit(c, "INSERT INTO kv VALUES (4, 'four')", NULL, 0, NULL);
+	assert_int_equal(rc, -EEXIST);
+	if (gh_conn_in_tx(c))
+		assert_int_equal(gh_conn_rollback(c), 0);
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM kv"), 2);
+
+	/* queued with BEGIN still pending, then exec_commit: all of it in one round trip */
+	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
+	assert_int_equal(gh_conn_exec_deferred(c, "INSERT INTO kv VALUES (5, 'five')", NULL, 0), 0);
+	assert_int_equal(gh_conn_exec_commit(c, "INSERT INTO kv VALUES (6, 'six')", NULL, 0, NULL),
+	                 0);
+	assert_false(gh_conn_in_tx(c));
+	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM kv"), 4);
+	gh_store_release(c);
+}
+
 /* ---- pool ---- */
 
 typedef struct waiter_s {
@@ -435,6 +495,7 @@ int main(void)
 	    GH_TEST_FX_BOTH(test_pool_exhaustion_times_out_then_wakes_waiter),
 	    GH_TEST_FX_BOTH(test_commit_hooks_run_in_order_and_fail_closed),
 	    GH_TEST_FX_BOTH(test_exec_commit_and_deferred_begin),
+	    GH_TEST_FX_BOTH(test_deferred_statements),
 	    GH_TEST_FX(test_sqlite_second_writer_gets_eagain_after_busy_timeout, sqlite),
 	    GH_TEST_FX(test_pg_killed_connection_eio_then_reconnects, pg),
 	    GH_TEST_FX(test_pg_unreachable_is_eio, pg),
