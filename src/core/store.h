@@ -171,7 +171,8 @@ void *gh_conn_commit_data(gh_conn_t *c, gh_commit_hook_fn fn, size_t size);
 /* A statement of the open transaction whose result nobody reads (a write that must succeed,
  * its row count unchecked). PostgreSQL sends it in the pipeline of the transaction's next round
  * trip (the next statement, or the COMMIT), whose call then reports its failure; SQLite runs it
- * at once. Parameters are copied. 0, -EINVAL outside a transaction, or the store's error. */
+ * at once. Parameters are copied; the statement is prepared when queued, so it cannot name a
+ * table a queued statement creates. 0, -EINVAL outside a transaction, or the store's error. */
 int gh_conn_exec_deferred(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams);
 /* Run one statement then COMMIT: on PostgreSQL one pipeline, one round trip. On an error of
  * the statement the transaction stays open (aborted) for the caller's rollback. */

@@ -442,10 +442,15 @@ static int pg_exec_later(gh_conn_t *c, const char *sql, const gh_val_t *p, int n
 		if (p[i].type == GH_VAL_TEXT && l->pp.values[i] &&
 		    !(l->pp.values[i] = talloc_strdup(l, l->pp.values[i])))
 			goto nomem;
-		if (p[i].type == GH_VAL_BLOB &&
-		    !(l->pp.values[i] =
-		          talloc_memdup(l, l->pp.values[i], (size_t)l->pp.lengths[i] + 1)))
-			goto nomem;
+		if (p[i].type == GH_VAL_BLOB) {
+			size_t len = (size_t)l->pp.lengths[i];
+			char *copy =
+			    talloc_size(l, len ? len : 1); /* "" stays non-NULL: not NULL */
+			if (!copy)
+				goto nomem;
+			memcpy(copy, l->pp.values[i], len);
+			l->pp.values[i] = copy;
+		}
 	}
 	if ((rc = pg_prepare(c, sql, l->pp.sig, n, l->pp.types, &l->st)) < 0) {
 		talloc_free(l);

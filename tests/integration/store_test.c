@@ -280,6 +280,8 @@ static void test_deferred_statements(void **state)
 {
 	gh_store_t *s = gh_test_fx_store(state, NULL);
 	gh_test_exec(s, "CREATE TABLE kv (k BIGINT PRIMARY KEY, v TEXT NOT NULL)");
+	gh_test_exec(s, gh_store_backend(s) == GH_STORE_PG ? "CREATE TABLE bl (b BYTEA NOT NULL)"
+	                                                   : "CREATE TABLE bl (b BLOB NOT NULL)");
 	gh_conn_t *c;
 	assert_int_equal(gh_store_acquire(s, 1000, &c), 0);
 	assert_int_equal(gh_conn_exec_deferred(c, "INSERT INTO kv VALUES (1, 'x')", NULL, 0),
@@ -292,6 +294,11 @@ static void test_deferred_statements(void **state)
 	                                       (gh_val_t[]){GH_I64(1), GH_TEXT(buf)}, 2),
 	                 0);
 	strcpy(buf, "XXX");
+	/* a blob too, and an empty one (not NULL) */
+	assert_int_equal(
+	    gh_conn_exec_deferred(c, "INSERT INTO bl VALUES ($1), ($2)",
+	                          (gh_val_t[]){GH_BLOB("\x00\x01\xff", 3), GH_BLOB("", 0)}, 2),
+	    0);
 	assert_int_equal(gh_conn_exec_deferred(c, "INSERT INTO kv VALUES ($1, $2)",
 	                                       (gh_val_t[]){GH_I64(2), GH_TEXT("two")}, 2),
 	                 0);
@@ -307,6 +314,7 @@ static void test_deferred_statements(void **state)
 	assert_int_equal(gh_conn_commit(c), 0);
 	assert_int_equal(gh_test_query_i64(s, "SELECT count(*) FROM kv WHERE v IN ('one', 'deux')"),
 	                 2);
+	assert_int_equal(gh_test_query_i64(s, "SELECT sum(length(b)) FROM bl"), 3);
 
 	/* queued then rolled back: never applied */
 	assert_int_equal(gh_conn_begin(c, GH_TX_WRITE), 0);
