@@ -9,7 +9,8 @@
  * Prints one line per figure:
  *   part=validate_inproc numbers=N lookups_per_s=...
  *       num_svc_validate (identifier string normalised, tenant id string resolved, index
- *       decision) on one thread, N assigned MSISDNs loaded, random hits.
+ *       decision, hit counter, anomaly check) on one thread, N assigned MSISDNs loaded, random
+ *       hits.
  *   part=index_load numbers=N mem_load_ms=... sqlite_load_ms=... bytes_per_number=...
  *       N rows loaded from memory (num_index_load) and from SQLite (num_repo_load_index).
  *   part=http_validate rps=... p50_ms=... p99_ms=...
@@ -110,8 +111,11 @@ static int bench_inproc(long n)
 	num_index_touch(ix, now);
 	num_index_set_complete(ix, true);
 
+	/* as `ghasi serve` has it: hit/miss counters in a registry, the anomaly counters */
 	num_svc_t *s;
-	if (num_svc_new(ctx, ix, NULL, NULL, NULL, NULL, &s) < 0)
+	gh_metrics_t *metrics = gh_metrics_new(ctx);
+	if (!metrics || num_svc_new(ctx, ix, NULL, NULL, metrics, NULL, &s) < 0 ||
+	    num_anomaly_init(s) < 0)
 		return 1;
 	/* Requests prepared in advance and read sequentially (a handler has its request in cache
 	 * already); the index is hit at random. */

@@ -86,7 +86,12 @@ struct num_anomaly_s {
 	size_t q_cap; /* power of two */
 	qexit_t *q;
 	_Atomic uint64_t q_seq; /* odd while the job rewrites q */
-	churn_mark_t *churn;    /* job only */
+	/* A bit per hash of the keys in q (4 bits per slot, 64 KiB at the default size), checked
+	 * first: an ALLOWED validate of a number without a recent quarantine exit (nearly all of
+	 * them) reads one word of it, not a slot of the 3 MiB table. Rewritten with q. */
+	_Atomic uint64_t *qbits;
+	size_t qbits_mask;   /* bits - 1 */
+	churn_mark_t *churn; /* job only */
 };
 
 static uint32_t minute_of(int64_t ms) { return (uint32_t)(ms / 60000); }
@@ -128,7 +133,9 @@ int num_anomaly_init(num_svc_t *s)
 	a->callers = talloc_zero_array(a, caller_t, CALLERS);
 	a->q_cap = pow2_at_least((size_t)s->cfg.anomaly_recent_quarantines * 2);
 	a->q = talloc_zero_array(a, qexit_t, a->q_cap);
-	if (!a->wrong || !a->wrong_signal || !a->callers || !a->q) {
+	a->qbits_mask = a->q_cap * 4 - 1;
+	a->qbits = talloc_zero_array(a, _Atomic uint64_t, (a->qbits_mask + 1) / 64);
+	if (!a->wrong || !a->wrong_signal || !a->callers || !a->q || !a->qbits) {
 		talloc_free(a);
 		return -ENOMEM;
 	}
@@ -149,14 +156,23 @@ static void win_inc(_Atomic uint64_t *w, uint32_t minute)
 }
 
 /* The index of key in the exits table, or -1; lock-free (seqlock read). */
+static size_t qbit(const struct num_anomaly_s *a, uint64_t h)
+{
+	return (size_t)(h >> 32) & a->qbits_mask;
+}
+
 static long qexit_find(const struct num_anomaly_s *a, uint64_t key, int64_t *closed_ms)
 {
+	uint64_t h = mix64(key);
+	size_t b = qbit(a, h);
+	if (!(atomic_load_explicit(&a->qbits[b / 64], memory_order_relaxed) & (1ULL << (b % 64))))
+		return -1; /* not among the recent exits (a rewrite in progress may miss one) */
 	uint64_t s1 = atomic_load_explicit(&a->q_seq, memory_order_acquire);
 	if (s1 & 1)
 		return -1;
 	size_t mask = a->q_cap - 1;
 	long found = -1;
-	for (size_t i = mix64(key) & mask, n = 0; n < a->q_cap; i = (i + 1) & mask, n++) {
+	for (size_t i = h & mask, n = 0; n < a->q_cap; i = (i + 1) & mask, n++) {
 		uint64_t k = atomic_load_explicit(&a->q[i].key, memory_order_relaxed);
 		if (k == 0)
 			break;
@@ -449,6 +465,12 @@ static int flush_first_sends(num_svc_t *s, int64_t now_ms)
 	for (size_t j = 0; j < a->q_cap; j++) {
 		atomic_store_explicit(&a->q[j].key, 0, memory_order_relaxed);
 		atomic_store_explicit(&a->q[j].flag, 0, memory_order_relaxed);
+	}
+	for (size_t w = 0; w <= a->qbits_mask / 64; w++)
+		atomic_store_explicit(&a->qbits[w], 0, memory_order_relaxed);
+	for (size_t r = 0; r < n; r++) {
+		size_t b = qbit(a, mix64(rows[r].key));
+		atomic_fetch_or_explicit(&a->qbits[b / 64], 1ULL << (b % 64), memory_order_relaxed);
 	}
 	for (size_t r = 0; r < n; r++)
 		for (size_t j = mix64(rows[r].key) & (a->q_cap - 1);; j = (j + 1) & (a->q_cap - 1))
