@@ -41,20 +41,6 @@
 #define TENANT "tenant-enterprise"
 #define MAXC   1024
 
-static uint16_t free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof a;
-	uint16_t p = 0;
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		p = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return p;
-}
-
 /* GET path on 127.0.0.1:port with Connection: close; the HTTP status or -1. */
 static int http_get_status(uint16_t port, const char *path)
 {
@@ -78,21 +64,6 @@ static int http_get_status(uint16_t port, const char *path)
 	}
 	close(fd);
 	return st;
-}
-
-static const char *ghasi_bin(void)
-{
-	static char path[4096];
-	const char *env = getenv("GHASI_BIN");
-	if (env)
-		return env;
-	ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
-	if (n <= 0)
-		return NULL;
-	path[n] = '\0';
-	char *slash = strrchr(path, '/');
-	snprintf(slash, 32, "/../src/ghasi/ghasi");
-	return path;
 }
 
 /* CPU time and run-queue wait (ns) summed over pid's threads, from /proc/<pid>/task/N/schedstat
@@ -133,7 +104,7 @@ static void pin(int cpu)
 /* ghasi serve pinned to CPU 0, ready; the pid or -1. */
 static pid_t serve(const bench_tmpdb_t *db, uint16_t port, uint16_t gport, int threads)
 {
-	const char *bin = ghasi_bin();
+	const char *bin = bench_ghasi_bin();
 	if (!bin)
 		return -1;
 	pid_t pid = fork();
@@ -392,7 +363,7 @@ int main(int argc, char **argv)
 	bench_tmpdb_t db;
 	if (bench_tmpdb_make(&db, "bench_grpc") < 0)
 		return 1;
-	uint16_t port = free_port(), gport = free_port();
+	uint16_t port = bench_free_port(), gport = bench_free_port();
 	pid_t pid = port && gport ? serve(&db, port, gport, threads) : -1;
 	if (pid < 0) {
 		bench_tmpdb_remove(&db);

@@ -222,17 +222,6 @@ static int bench_inproc(long n)
 
 /* ---- a server process and a tiny keep-alive client ---------------------------------------- */
 
-static uint16_t free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t l = sizeof a;
-	bind(fd, (struct sockaddr *)&a, sizeof a);
-	getsockname(fd, (struct sockaddr *)&a, &l);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 typedef struct {
 	int fd;
 	char buf[1 << 16];
@@ -292,21 +281,6 @@ static int http1(uint16_t port, const char *method, const char *path, const char
 	return st;
 }
 
-static const char *ghasi_bin(void)
-{
-	static char path[4096];
-	const char *env = getenv("GHASI_BIN");
-	if (env)
-		return env;
-	ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
-	if (n <= 0)
-		return NULL;
-	path[n] = '\0';
-	char *slash = strrchr(path, '/');
-	snprintf(slash, 32, "/../src/ghasi/ghasi");
-	return path;
-}
-
 /* Start ghasi serve; cpu >= 0 pins it. Returns the pid or -1. */
 static pid_t serve(uint16_t port, const char *dir, const char *store, const char *bus, int cpu,
                    const char *threads)
@@ -335,7 +309,7 @@ static pid_t serve(uint16_t port, const char *dir, const char *store, const char
 			CPU_SET(cpu, &set);
 			sched_setaffinity(0, sizeof set, &set);
 		}
-		execl(ghasi_bin(), "ghasi", "serve", (char *)NULL);
+		execl(bench_ghasi_bin(), "ghasi", "serve", (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 600; i++) {
@@ -388,7 +362,7 @@ static int bench_http(const char *dir)
 	}
 	char store[512];
 	snprintf(store, sizeof store, "sqlite://%s/http.db", dir);
-	uint16_t port = free_port();
+	uint16_t port = bench_free_port();
 	pid_t pid = serve(port, dir, store, NULL, 1,
 	                  getenv("BENCH_HTTP_THREADS") ? getenv("BENCH_HTTP_THREADS") : "1");
 	if (pid < 0)
@@ -483,7 +457,7 @@ static void *mixer(void *arg)
 static int bench_mix(const char *dir, const char *label, const char *store, const char *bus,
                      bool keyed)
 {
-	uint16_t port = free_port();
+	uint16_t port = bench_free_port();
 	pid_t pid = serve(port, dir, store, bus, -1, "8");
 	if (pid < 0) {
 		fprintf(stderr, "bench_numbering: %s server did not start\n", label);

@@ -1,12 +1,15 @@
 /* benchutil: shared benchmark plumbing (see benchutil.h). */
 #include "benchutil.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <nats/nats.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <talloc.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +67,35 @@ int bench_store_open(void *ctx, const char *name, const char *url, const gh_stor
 	}
 	*out = s;
 	return 0;
+}
+
+uint16_t bench_free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	uint16_t p = 0;
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		p = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return p;
+}
+
+const char *bench_ghasi_bin(void)
+{
+	static char path[4096];
+	const char *env = getenv("GHASI_BIN");
+	if (env)
+		return env;
+	ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
+	if (n <= 0)
+		return NULL;
+	path[n] = '\0';
+	char *slash = strrchr(path, '/');
+	snprintf(slash, 32, "/../src/ghasi/ghasi");
+	return path;
 }
 
 /* Run sql on the admin database; 0 or negative errno. */

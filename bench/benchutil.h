@@ -35,6 +35,12 @@ char *bench_pgdb_make(const char *prefix);
  * benchmarks); errors ignored. NULL is a no-op. */
 void bench_pgdb_drop(char *url);
 
+/* A free TCP port on 127.0.0.1 (bound once and released), or 0. */
+uint16_t bench_free_port(void);
+/* The ghasi binary a benchmark starts: $GHASI_BIN, else ../src/ghasi/ghasi next to the running
+ * benchmark (build/bench/ -> build/src/ghasi/); NULL when /proc/self/exe cannot be read. */
+const char *bench_ghasi_bin(void);
+
 /* Deletes a JetStream stream so that no benchmark stream outlives its run; errors ignored. */
 void bench_nats_drop_stream(const char *url, const char *stream);
 
