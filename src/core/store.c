@@ -331,6 +331,13 @@ gh_store_backend_t gh_conn_backend(const gh_conn_t *c) { return c->store->be->ki
 gh_store_t *gh_conn_store(const gh_conn_t *c) { return c->store; }
 const char *gh_conn_errmsg(const gh_conn_t *c) { return c->errmsg; }
 
+const char *gh_conn_server_param(const gh_conn_t *c, const char *name)
+{
+	if (!c || !c->open || c->broken || c->store->be->kind != GH_STORE_PG)
+		return NULL;
+	return gh__pg_param(c, name);
+}
+
 static int conn_usable(gh_conn_t *c, const gh_val_t *params, int nparams)
 {
 	if (!c->open || c->broken) {
@@ -343,13 +350,6 @@ static int conn_usable(gh_conn_t *c, const gh_val_t *params, int nparams)
 	}
 	c->errmsg[0] = '\0';
 	return 0;
-}
-
-const char *gh_conn_server_param(const gh_conn_t *c, const char *name)
-{
-	if (!c || !c->open || c->broken || c->store->be->kind != GH_STORE_PG)
-		return NULL;
-	return gh__pg_param(c, name);
 }
 
 int gh_conn_exec(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
@@ -501,6 +501,14 @@ int gh_conn_begin(gh_conn_t *c, int flags)
 	return rc < 0 ? rc : c->store->be->begin(c, flags);
 }
 
+/* The open transaction's memory (freed by tx_end), created on first use; NULL on ENOMEM. */
+static void *tx_ctx(gh_conn_t *c)
+{
+	if (!c->tx_ctx)
+		c->tx_ctx = talloc_new(c);
+	return c->tx_ctx;
+}
+
 void *gh_conn_commit_data(gh_conn_t *c, gh_commit_hook_fn fn, size_t size)
 {
 	if (!c->open || c->broken || !c->store->be->in_tx(c))
@@ -510,9 +518,7 @@ void *gh_conn_commit_data(gh_conn_t *c, gh_commit_hook_fn fn, size_t size)
 			return c->hooks[i].data;
 	if (size == 0 || c->nhooks == GH__HOOKS_MAX)
 		return NULL;
-	if (!c->tx_ctx && !(c->tx_ctx = talloc_new(c)))
-		return NULL;
-	void *data = talloc_zero_size(c->tx_ctx, size);
+	void *data = tx_ctx(c) ? talloc_zero_size(c->tx_ctx, size) : NULL;
 	if (!data)
 		return NULL;
 	c->hooks[c->nhooks].fn = fn;
@@ -530,9 +536,7 @@ int gh_conn_exec_deferred(gh_conn_t *c, const char *sql, const gh_val_t *params,
 		return -EINVAL;
 	if (!c->store->be->exec_later)
 		return c->store->be->exec(c, sql, params, nparams, &(int64_t){0});
-	if (!c->tx_ctx && !(c->tx_ctx = talloc_new(c)))
-		return -ENOMEM;
-	return c->store->be->exec_later(c, sql, params, nparams);
+	return tx_ctx(c) ? c->store->be->exec_later(c, sql, params, nparams) : -ENOMEM;
 }
 
 int gh_conn_exec_commit(gh_conn_t *c, const char *sql, const gh_val_t *params, int nparams,
